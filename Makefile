@@ -1,0 +1,29 @@
+# Everything a fresh machine needs: `make quickstart` runs the quickstart study, `make test` the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RAY_AUTH_MODE := disabled
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: install quickstart test test-all lint bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/layerforge launch configs/quickstart.yaml --name quickstart-$$(date +%Y%m%d-%H%M%S)
+
+test: $(STAMP)
+	$(BIN)/pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .

@@ -1,0 +1,35 @@
+"""The Evaluator contract: score one genome, cheapest rejection first."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from evaluators.config import EvaluatorConfig
+from evaluators.outcome import Outcome
+from spaces import Genome, Space
+
+
+class Evaluator(ABC):
+    """Built once per worker (it holds its datasets in memory), then called for many genomes."""
+
+    def __init__(self, space: Space, config: EvaluatorConfig, device: str | None = None):
+        self.space = space
+        self.config = config
+        self.device = device
+
+    @abstractmethod
+    def evaluate(self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True) -> Outcome:
+        """Run the rejection cascade, then full training; never raises for a bad candidate.
+
+        ``seed`` and ``steps`` override the proxies' training seed and budget (re-ranking);
+        ``cascade=False`` skips the rejection stages and trains directly.
+        """
+
+    def fingerprint(self, genome: Genome) -> str | None:
+        """Cheap functional hash computed by the driver; equal hashes mean a functional duplicate."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        """What the worker reports about itself (device, threads)."""
+        return {"device": self.device or "cpu"}

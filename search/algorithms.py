@@ -1,0 +1,343 @@
+"""Search algorithms behind one ask/tell interface.
+
+State is never pickled: on resume the runner replays the stored outcomes through ``tell`` in the order they
+finished, which rebuilds populations, archives and Optuna studies.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import optuna
+from deap import base as deap_base
+from deap import tools
+
+from evaluators.config import Objective
+from spaces import Genome, Space
+
+
+class AlgorithmConfigError(ValueError):
+    """Unknown algorithm or bad algorithm options."""
+
+
+@dataclass
+class Proposal:
+    """A genome to evaluate and where it came from (recorded on the candidate row)."""
+
+    genome: Genome
+    origin: str  # seed, sample, mutate, crossover, optuna
+    parents: list[int] = field(default_factory=list)
+    mutation_op: str | None = None
+    generation: int = 0
+    seed_name: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    """A finished evaluation as algorithms see it."""
+
+    candidate_id: int
+    genome: Genome
+    generation: int
+    status: str  # done, rejected, failed
+    objectives: dict[str, float]
+    proposal_data: dict[str, Any] = field(default_factory=dict)
+
+
+def signed_values(objectives: dict[str, float], spec: list[Objective]) -> tuple[float, ...] | None:
+    """Objective values oriented so that larger is better; None if any is missing or not finite."""
+    values = []
+    for obj in spec:
+        v = objectives.get(obj.name)
+        if v is None or not math.isfinite(v):
+            return None
+        values.append(v if obj.direction == "max" else -v)
+    return tuple(values)
+
+
+class Algorithm(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, space: Space, objectives: list[Objective], rng: np.random.Generator, **options: Any):
+        self.space = space
+        self.objectives = objectives
+        self.rng = rng
+        if options:
+            raise AlgorithmConfigError(
+                f"unknown options for algorithm {self.name!r}: {sorted(options)}; known: {self.option_names()}"
+            )
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return []
+
+    @abstractmethod
+    def ask(self) -> Proposal: ...
+
+    @abstractmethod
+    def tell(self, result: Result) -> None: ...
+
+
+class RandomSearch(Algorithm):
+    name = "random"
+
+    def ask(self) -> Proposal:
+        return Proposal(self.space.sample(self.rng), origin="sample")
+
+    def tell(self, result: Result) -> None:
+        pass
+
+
+@dataclass
+class _Member:
+    candidate_id: int
+    genome: Genome
+    generation: int
+    values: tuple[float, ...]
+    fitness: Any = None  # DEAP fitness, for the multi-objective selections
+
+
+class _Evolution(Algorithm):
+    """Shared machinery: an aging population of valid members, filled by random samples first."""
+
+    def __init__(
+        self,
+        space: Space,
+        objectives: list[Objective],
+        rng: np.random.Generator,
+        population_size: int = 50,
+        tournament_size: int = 10,
+        crossover_probability: float = 0.0,
+        **options: Any,
+    ):
+        super().__init__(space, objectives, rng, **options)
+        if population_size < 2 or not 1 <= tournament_size <= population_size:
+            raise AlgorithmConfigError(
+                f"need population_size >= 2 and 1 <= tournament_size <= population_size "
+                f"(got {population_size}, {tournament_size})"
+            )
+        if not 0 <= crossover_probability <= 1:
+            raise AlgorithmConfigError(f"crossover_probability must be in [0, 1], got {crossover_probability}")
+        self.population_size = population_size
+        self.tournament_size = tournament_size
+        self.crossover_probability = crossover_probability
+        self.population: deque[_Member] = deque(maxlen=population_size)
+        weights = (1.0,) * len(objectives)
+        self._fitness_cls = type("Fitness", (deap_base.Fitness,), {"weights": weights})
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return ["population_size", "tournament_size", "crossover_probability"]
+
+    def _member(self, result: Result) -> _Member | None:
+        """The population member for a finished evaluation; None if it is not a valid parent."""
+        values = signed_values(result.objectives, self.objectives) if result.status == "done" else None
+        if values is None:
+            return None
+        return _Member(result.candidate_id, result.genome, result.generation, values, self._fitness_cls(values))
+
+    def tell(self, result: Result) -> None:
+        member = self._member(result)
+        if member is not None:
+            self.population.append(member)  # the oldest member ages out (regularized evolution)
+
+    def _evaluated_members(self) -> int:
+        return len(self.population)
+
+    def ask(self) -> Proposal:
+        if self._evaluated_members() < self.population_size:
+            return Proposal(self.space.sample(self.rng), origin="sample")
+        parent = self.select_parent()
+        if self.crossover_probability and self.rng.random() < self.crossover_probability:
+            mate = self.select_parent()
+            child = self.space.crossover(parent.genome, mate.genome, self.rng)
+            if child is not None:
+                return Proposal(
+                    child,
+                    origin="crossover",
+                    parents=[parent.candidate_id, mate.candidate_id],
+                    generation=max(parent.generation, mate.generation) + 1,
+                )
+        genome, op = self.space.mutate(parent.genome, self.rng)
+        return Proposal(
+            genome,
+            origin="mutate",
+            parents=[parent.candidate_id],
+            mutation_op=op,
+            generation=parent.generation + 1,
+        )
+
+    def _tournament(self) -> list[_Member]:
+        idx = self.rng.choice(len(self.population), size=self.tournament_size, replace=False)
+        return [self.population[i] for i in idx]
+
+    @abstractmethod
+    def select_parent(self) -> _Member: ...
+
+
+class RegularizedEvolution(_Evolution):
+    """Aging evolution (Real et al.): best of a tournament by the first objective."""
+
+    name = "evolution"
+
+    def select_parent(self) -> _Member:
+        return max(self._tournament(), key=lambda m: (m.values[0], m.candidate_id))
+
+
+class ParetoTournament(_Evolution):
+    """EvoNorm's selection: the winner is drawn uniformly from the Pareto front of the tournament sample."""
+
+    name = "pareto"
+
+    def select_parent(self) -> _Member:
+        front = tools.sortNondominated(self._tournament(), self.tournament_size, first_front_only=True)[0]
+        front.sort(key=lambda m: m.candidate_id)  # deterministic order before the random draw
+        return front[int(self.rng.integers(len(front)))]
+
+
+class NSGA2(_Evolution):
+    """Steady-state NSGA-II: parents by binary tournament on (rank, crowding) over the NSGA-II survivors
+    of everything evaluated so far."""
+
+    name = "nsga2"
+
+    def __init__(self, space: Space, objectives: list[Objective], rng: np.random.Generator, **options: Any):
+        options.setdefault("tournament_size", 2)
+        super().__init__(space, objectives, rng, **options)
+        self.archive: list[_Member] = []
+        self._survivors: list[_Member] | None = None
+        self._rank: dict[int, int] = {}
+
+    def tell(self, result: Result) -> None:
+        member = self._member(result)
+        if member is not None:
+            self.archive.append(member)
+            self._survivors = None
+
+    def _evaluated_members(self) -> int:
+        return len(self.archive)
+
+    def select_parent(self) -> _Member:
+        if self._survivors is None:
+            survivors = tools.selNSGA2(sorted(self.archive, key=lambda m: m.candidate_id), self.population_size)
+            fronts = tools.sortNondominated(survivors, len(survivors))
+            self._rank = {id(m): r for r, front in enumerate(fronts) for m in front}
+            self._survivors = survivors
+            self.archive = list(survivors)  # dominated history is dropped once it can never survive
+        a, b = (self._survivors[i] for i in self.rng.choice(len(self._survivors), size=2, replace=False))
+        ka = (-self._rank[id(a)], a.fitness.crowding_dist)
+        kb = (-self._rank[id(b)], b.fitness.crowding_dist)
+        return a if ka >= kb else b
+
+
+class OptunaAlgorithm(Algorithm):
+    """Optuna samplers for categorical/parametric spaces; the space provides ``suggest(trial) -> genome``."""
+
+    name = "optuna"
+    sampler_name: ClassVar[str]
+
+    def __init__(self, space: Space, objectives: list[Objective], rng: np.random.Generator, **options: Any):
+        if not hasattr(space, "suggest"):
+            raise AlgorithmConfigError(
+                f"algorithm {self.name!r} needs a space with suggest(trial); space {space.kind!r} has none: "
+                "use random, evolution, pareto or nsga2"
+            )
+        sampler_options = dict(options)
+        super().__init__(space, objectives, rng)
+        seed = int(rng.integers(2**31 - 1))
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        directions = ["maximize" if o.direction == "max" else "minimize" for o in objectives]
+        self.study = optuna.create_study(directions=directions, sampler=self.make_sampler(seed, sampler_options))
+        self._trials: dict[int, optuna.trial.Trial] = {}
+
+    @abstractmethod
+    def make_sampler(self, seed: int, options: dict[str, Any]) -> optuna.samplers.BaseSampler: ...
+
+    def ask(self) -> Proposal:
+        trial = self.study.ask()
+        genome = self.space.suggest(trial)
+        distributions = {k: optuna.distributions.distribution_to_json(d) for k, d in trial.distributions.items()}
+        self._trials[trial.number] = trial
+        return Proposal(
+            genome,
+            origin="optuna",
+            data={"trial": trial.number, "params": trial.params, "distributions": distributions},
+        )
+
+    def tell(self, result: Result) -> None:
+        values = [result.objectives.get(o.name) for o in self.objectives]
+        ok = result.status == "done" and all(v is not None and math.isfinite(v) for v in values)
+        number = result.proposal_data.get("trial")
+        trial = self._trials.pop(number, None) if number is not None else None
+        if trial is not None:
+            self.study.tell(trial, values if ok else None, state=None if ok else optuna.trial.TrialState.FAIL)
+            return
+        if "params" not in result.proposal_data:
+            return  # a seed or a proposal from another algorithm: Optuna has no trial for it
+        # Replay on resume: the trial object is gone, so add a finished trial with the same parameters.
+        distributions = {
+            k: optuna.distributions.json_to_distribution(v) for k, v in result.proposal_data["distributions"].items()
+        }
+        self.study.add_trial(
+            optuna.trial.create_trial(
+                params=result.proposal_data["params"],
+                distributions=distributions,
+                values=values if ok else None,
+                state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
+            )
+        )
+
+
+class OptunaTPE(OptunaAlgorithm):
+    name = "optuna_tpe"
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return ["n_startup_trials", "multivariate", "constant_liar"]
+
+    def make_sampler(self, seed: int, options: dict[str, Any]) -> optuna.samplers.BaseSampler:
+        unknown = set(options) - set(self.option_names())
+        if unknown:
+            raise AlgorithmConfigError(f"unknown options for {self.name!r}: {sorted(unknown)}")
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=options.get("n_startup_trials", 10),
+            multivariate=options.get("multivariate", True),
+            constant_liar=options.get("constant_liar", True),  # parallel asks must not all propose the same point
+        )
+
+
+class OptunaNSGA2(OptunaAlgorithm):
+    name = "optuna_nsga2"
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return ["population_size"]
+
+    def make_sampler(self, seed: int, options: dict[str, Any]) -> optuna.samplers.BaseSampler:
+        unknown = set(options) - set(self.option_names())
+        if unknown:
+            raise AlgorithmConfigError(f"unknown options for {self.name!r}: {sorted(unknown)}")
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=options.get("population_size", 20))
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, ParetoTournament, NSGA2, OptunaTPE, OptunaNSGA2)
+}
+
+
+def make_algorithm(
+    name: str, space: Space, objectives: list[Objective], rng: np.random.Generator, options: dict[str, Any]
+) -> Algorithm:
+    if name not in ALGORITHMS:
+        raise AlgorithmConfigError(f"unknown algorithm {name!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    try:
+        return ALGORITHMS[name](space, objectives, rng, **options)
+    except TypeError as exc:
+        raise AlgorithmConfigError(f"bad options for algorithm {name!r}: {exc}") from None

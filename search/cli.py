@@ -1,0 +1,220 @@
+"""`layerforge`: launch, resume, watch, re-rank and export layer searches."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from evaluators.registry import UnknownComponentError
+from search.algorithms import AlgorithmConfigError
+from search.config import ConfigError, load_config, parse_config
+from search.store import Store, StoreError
+from spaces import GenomeError, SpaceConfigError
+
+DEFAULT_DB = "sqlite:///runs/layerforge.db"
+USER_ERRORS = (ConfigError, StoreError, GenomeError, SpaceConfigError, AlgorithmConfigError, UnknownComponentError)
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="LayerForge: search for new neural-network layers.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = typer.Option(None, "--db", help="store URL (default: $LAYERFORGE_DB or sqlite:///runs/layerforge.db)")
+
+
+def _db(url: str | None) -> str:
+    return url or os.environ.get("LAYERFORGE_DB") or DEFAULT_DB
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can fix into one line on stderr and exit code 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except ConnectionError as exc:
+            err_console.print(f"[red]error:[/red] cannot reach the Ray cluster: {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+
+
+@app.command()
+@user_errors
+def launch(
+    config: Path = typer.Argument(..., help="study config (YAML)"),
+    address: str | None = typer.Option(None, help="Ray cluster: 'auto' or ray://host:10001 (default: local)"),
+    workers: int | None = typer.Option(None, help="number of worker actors (default: from config or CPUs)"),
+    db: str | None = typer.Option(None, "--db", help="store URL (default: the config's store.url)"),
+    name: str | None = typer.Option(None, help="study name (default: the config's name)"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Start a new study from CONFIG and run it to its budget."""
+    from search.export import export_study
+    from search.runner import StudyRunner
+    from search.summary import print_summary
+
+    _check_workers(workers)
+    cfg = load_config(config)
+    if name:
+        cfg = parse_config({**cfg.model_dump(mode="json"), "name": name}, "--name")
+    if address:
+        cfg.ray.address = address
+    store = Store(db or cfg.store.url)
+    runner = StudyRunner(cfg, store, workers=workers, progress=progress, console=err_console)
+    study = runner.run()
+    manifest = None
+    if cfg.export.out and study.status == "finished":
+        manifest = export_study(store, cfg.name, cfg.export.out, top=cfg.export.top, pareto=cfg.export.pareto)
+    print_summary(console, store, study, manifest)
+
+
+@app.command()
+@user_errors
+def resume(
+    study: str = typer.Argument(..., help="study name"),
+    db: str | None = DbOption,
+    address: str | None = typer.Option(None, help="Ray cluster: 'auto' or ray://host:10001 (default: local)"),
+    workers: int | None = typer.Option(None, help="number of worker actors"),
+    progress: bool = typer.Option(True, help="show the progress bar"),
+) -> None:
+    """Continue a stopped or crashed study: re-queue what was in flight and run to the budget."""
+    from search.export import export_study
+    from search.runner import StudyRunner
+    from search.summary import print_summary
+
+    _check_workers(workers)
+    store = Store(_db(db))
+    runner = StudyRunner.for_existing(store, study, workers=workers, progress=progress, console=err_console)
+    if address:
+        runner.config.ray.address = address
+    row = runner.run(resume=True)
+    cfg = runner.config
+    manifest = None
+    if cfg.export.out and row.status == "finished":
+        manifest = export_study(store, cfg.name, cfg.export.out, top=cfg.export.top, pareto=cfg.export.pareto)
+    print_summary(console, store, row, manifest)
+
+
+@app.command("list")
+@user_errors
+def list_studies(db: str | None = DbOption) -> None:
+    """List the studies in the store."""
+    store = Store(_db(db), read_only=True)
+    table = Table()
+    for col in ("name", "space", "algorithm", "status", "finished", "budget", "created"):
+        table.add_column(col)
+    for s in store.list_studies():
+        counts = store.count_by_status(s.id)
+        finished = sum(n for k, n in counts.items() if k in ("done", "rejected", "failed"))
+        table.add_row(
+            s.name,
+            s.space,
+            s.algorithm,
+            s.status,
+            str(finished),
+            str(s.budget_evaluations or "-"),
+            s.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def status(
+    study: str | None = typer.Argument(None, help="study name (default: all)"), db: str | None = DbOption
+) -> None:
+    """Show a study's summary (or list all studies)."""
+    from search.summary import print_summary
+
+    if study is None:
+        list_studies(db)
+        return
+    store = Store(_db(db), read_only=True)
+    print_summary(console, store, store.get_study(study))
+
+
+@app.command()
+@user_errors
+def export(
+    study: str = typer.Argument(..., help="study name"),
+    out: Path = typer.Option(..., "--out", help="output folder"),
+    top: int | None = typer.Option(None, help="export the best K by the first objective"),
+    pareto: bool = typer.Option(False, help="export the Pareto front over all objectives"),
+    db: str | None = DbOption,
+) -> None:
+    """Write the chosen layers as standalone PyTorch modules, their genomes and a manifest."""
+    from search.export import export_study
+
+    if (top is None) == (not pareto):
+        raise ConfigError("choose exactly one of --top K or --pareto")
+    if top is not None and top < 1:
+        raise ConfigError(f"--top must be at least 1, got {top}")
+    manifest = export_study(Store(_db(db), read_only=True), study, out, top=top, pareto=pareto)
+    console.print(f"exported to {out} (manifest: {manifest})")
+
+
+@app.command()
+@user_errors
+def rerank(
+    study: str = typer.Argument(..., help="study name"),
+    top: int = typer.Option(5, help="re-evaluate the best K (plus every baseline)"),
+    seeds: int = typer.Option(3, help="training seeds per candidate"),
+    steps: int | None = typer.Option(None, help="training steps per proxy (default: the study's)"),
+    workers: int | None = typer.Option(None, help="number of worker actors"),
+    db: str | None = DbOption,
+) -> None:
+    """Re-train the top candidates and the baselines with several seeds; print mean ± std per objective."""
+    from search.rerank import compare
+    from search.rerank import rerank as run_rerank
+    from search.results import mean_std, objectives_of
+
+    if top < 1 or seeds < 1 or (steps is not None and steps < 1):
+        raise ConfigError("--top, --seeds and --steps must be at least 1")
+    _check_workers(workers)
+    store = Store(_db(db))
+    rows = run_rerank(store, study, top=top, seeds=seeds, steps=steps, console=err_console, workers=workers)
+    row = store.get_study(study)
+    names = [o.name for o in objectives_of(row)]
+    table = Table(title=f"Re-ranking of {study!r}: {seeds} seeds, {steps or 'search'} steps")
+    table.add_column("candidate")
+    table.add_column("formula")
+    for n in names:
+        table.add_column(f"{n} (mean ± std)", justify="right")
+    for r in rows:
+        cells = []
+        for n in names:
+            mean, std = mean_std(r.values.get(n, []))
+            cells.append(f"{mean:.4f} ± {std:.4f} (n={len(r.values.get(n, []))})")
+        table.add_row(r.label, r.candidate.formula, *cells)
+    console.print(table)
+    for line in compare(rows, row):
+        console.print(line)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The driver-owned ``ray.wait`` loop: bounded in-flight jobs, per-job timeouts, dead actors replaced.
+
+What to run and what to do with results is the job source's business (the study runner, re-ranking);
+this loop only keeps workers busy and turns worker loss and hangs into re-queues or failures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import ray
+from ray.exceptions import GetTimeoutError, OutOfMemoryError, RayActorError, RayError, RayTaskError
+
+from search.workers import Slot, WorkerPool
+
+
+@dataclass
+class Job:
+    evaluation_id: int
+    payload: dict[str, Any]  # what the worker's evaluate() receives
+    attempt: int = 1
+    context: Any = None  # the source's own bookkeeping
+    started: float = field(default=0.0, repr=False)  # when it reached the head of its actor's queue
+
+
+class JobSource(Protocol):
+    def next_job(self) -> Job | None:
+        """A new job, or None when nothing more should start now (budget spent, stopping)."""
+
+    def on_dispatch(self, job: Job, worker: str) -> None: ...
+
+    def on_result(self, job: Job, result: dict[str, Any]) -> None: ...
+
+    def on_failure(self, job: Job, stage: str, reason: str) -> None:
+        """The job ends without a result: it hung (stage "timeout") or lost its worker too often."""
+
+    def stopping(self) -> bool: ...
+
+    def on_tick(self) -> None: ...
+
+
+class Dispatcher:
+    def __init__(self, pool: WorkerPool, timeout_seconds: float, max_attempts: int, poll_seconds: float = 0.5):
+        self.pool = pool
+        self.timeout_seconds = timeout_seconds
+        self.max_attempts = max_attempts
+        self.poll_seconds = poll_seconds
+        self.requeued: deque[Job] = deque()
+        self.in_flight: dict[Any, tuple[Job, Slot]] = {}  # ObjectRef -> (job, slot)
+        self.replaced_workers = 0
+
+    def run(self, source: JobSource) -> list[Job]:
+        """Run until the source has nothing more and nothing is in flight, or it asks to stop.
+
+        Returns the jobs that were in flight or queued when stopping (the caller leaves them for resume).
+        """
+        exhausted = False
+        while True:
+            if source.stopping():
+                return self._abandon()
+            if not exhausted:
+                exhausted = self._fill(source)
+            if not self.in_flight:
+                if self.requeued:
+                    continue
+                return []  # nothing in flight and the source has nothing more: done
+            ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=self.poll_seconds)
+            if ready:
+                # Take everything already finished in one go: cheap, and keeps the driver ahead of the workers.
+                ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=0)
+            for ref in ready:
+                if ref in self.in_flight:
+                    self._collect(ref, source)
+            self._cut_hung(source)
+            if ready:
+                exhausted = False
+            source.on_tick()
+
+    def _fill(self, source: JobSource) -> bool:
+        """Dispatch while actors have room; True if the source said it has nothing more for now."""
+        while (slot := self.pool.free_slot()) is not None:
+            job = self.requeued.popleft() if self.requeued else source.next_job()
+            if job is None:
+                return True
+            self._submit(slot, job, source)
+        return False
+
+    def _submit(self, slot: Slot, job: Job, source: JobSource) -> None:
+        if not slot.jobs:
+            job.started = time.time()
+        ref = self.pool.submit(slot, job.payload)
+        self.in_flight[ref] = (job, slot)
+        source.on_dispatch(job, slot.name)
+
+    def _collect(self, ref: Any, source: JobSource) -> None:
+        job, slot = self.in_flight[ref]
+        try:
+            result = ray.get(ref)
+        except (RayActorError, OutOfMemoryError) as exc:
+            self._lose_worker(slot, source, f"{type(exc).__name__}: {_short(exc)}")
+            return
+        except RayTaskError as exc:
+            self._finish(ref, slot)
+            source.on_failure(job, "worker", f"{type(exc.cause).__name__ if exc.cause else 'error'}: {_short(exc)}")
+            return
+        except (GetTimeoutError, RayError) as exc:
+            self._lose_worker(slot, source, f"{type(exc).__name__}: {_short(exc)}")
+            return
+        self._finish(ref, slot)
+        source.on_result(job, result)
+
+    def _finish(self, ref: Any, slot: Slot) -> None:
+        del self.in_flight[ref]
+        slot.jobs.remove(ref)
+        if slot.jobs:
+            self.in_flight[slot.jobs[0]][0].started = time.time()
+
+    def _lose_worker(self, slot: Slot, source: JobSource, reason: str) -> None:
+        """The actor died: every job it held goes back in the queue, up to max_attempts each."""
+        lost = self.pool.replace(slot)
+        self.replaced_workers += 1
+        for ref in lost:
+            job, _ = self.in_flight.pop(ref)
+            if job.attempt >= self.max_attempts:
+                source.on_failure(job, "worker_lost", f"worker lost {job.attempt} times; last: {reason}")
+            else:
+                job.attempt += 1
+                self.requeued.append(job)
+
+    def _cut_hung(self, source: JobSource) -> None:
+        now = time.time()
+        for slot in list(self.pool.slots):
+            if not slot.jobs:
+                continue
+            head, _ = self.in_flight[slot.jobs[0]]
+            if now - head.started <= self.timeout_seconds:
+                continue
+            lost = self.pool.replace(slot)
+            self.replaced_workers += 1
+            for ref in lost:
+                job, _ = self.in_flight.pop(ref)
+                if job is head:
+                    source.on_failure(job, "timeout", f"no result after {self.timeout_seconds:.0f} s; worker replaced")
+                else:
+                    self.requeued.append(job)  # queued behind the hung job: not its fault, same attempt
+
+    def _abandon(self) -> list[Job]:
+        jobs = [job for job, _ in self.in_flight.values()] + list(self.requeued)
+        self.in_flight.clear()
+        self.requeued.clear()
+        for slot in self.pool.slots:
+            slot.jobs.clear()
+        return jobs
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

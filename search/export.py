@@ -1,0 +1,85 @@
+"""Export discovered layers as plain PyTorch: one standalone ``.py`` per candidate, its genome JSON, a manifest."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from search.results import Scored, objectives_of, pareto_front, scored_candidates, top_k
+from search.store import Store, StoreError
+from spaces import get_space
+
+_CLASS_PREFIX = {"activation": "Activation", "normact": "NormAct", "kan": "KAN"}
+
+
+def class_name_for(space_kind: str, candidate_id: int) -> str:
+    return f"{_CLASS_PREFIX.get(space_kind, space_kind.title())}C{candidate_id}"
+
+
+def module_docstring(
+    study_name: str, candidate_id: int, formula: str, objectives: dict[str, Any], metrics: dict[str, Any]
+) -> str:
+    lines = [f"LayerForge export: study {study_name!r}, candidate {candidate_id}.", "", f"Formula: {formula}", ""]
+    lines += ["Objectives:"] + [f"    {k} = {v:.6g}" for k, v in sorted(objectives.items())]
+    numeric = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    if numeric:
+        lines += ["Metrics:"] + [f"    {k} = {v:.6g}" for k, v in sorted(numeric.items())]
+    body = "\n".join(lines).replace('"""', "'''").replace("\\", "\\\\")
+    return f'"""{body}\n"""\n'
+
+
+def export_candidates(store: Store, study_name: str, chosen: list[Scored], out_dir: str | Path) -> Path:
+    study = store.get_study(study_name)
+    space = get_space(study.space, **study.config["space"].get("options", {}))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for rank, s in enumerate(chosen, start=1):
+        cand, ev = s.candidate, s.evaluation
+        class_name = class_name_for(study.space, cand.id)
+        stem = f"{study.name}_c{cand.id}".replace("-", "_").replace(".", "_")
+        source = space.to_source(cand.genome, class_name)
+        doc = module_docstring(
+            study.name, cand.id, cand.formula or space.describe(cand.genome), ev.objectives, ev.metrics
+        )
+        (out / f"{stem}.py").write_text(doc + "\n" + source)
+        (out / f"{stem}.json").write_text(json.dumps(cand.genome, indent=2, sort_keys=True) + "\n")
+        entries.append(
+            {
+                "rank": rank,
+                "candidate_id": cand.id,
+                "class_name": class_name,
+                "module": f"{stem}.py",
+                "genome": f"{stem}.json",
+                "formula": cand.formula,
+                "key": cand.key,
+                "objectives": ev.objectives,
+            }
+        )
+    manifest = {
+        "study": study.name,
+        "space": study.space,
+        "objectives": study.objectives,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "candidates": entries,
+    }
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def export_study(
+    store: Store, study_name: str, out_dir: str | Path, *, top: int | None = None, pareto: bool = False
+) -> Path:
+    """Export the top-K by the first objective, or the Pareto front over all objectives."""
+    study = store.get_study(study_name)
+    scored = scored_candidates(store, study)
+    if not scored:
+        raise StoreError(
+            f"study {study_name!r} has no finished candidate with all objectives "
+            f"({', '.join(o.name for o in objectives_of(study))}) to export yet"
+        )
+    chosen = pareto_front(scored) if pareto else top_k(scored, top or 5)
+    return export_candidates(store, study_name, chosen, out_dir)

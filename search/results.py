@@ -1,0 +1,90 @@
+"""Ranking finished candidates: best by objective, Pareto fronts, baselines. Shared by summary, export, rerank."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from deap import base as deap_base
+from deap import tools
+
+from evaluators.config import Objective
+from search.algorithms import signed_values
+from search.store import CandidateRow, EvaluationRow, Store, StudyRow
+
+
+@dataclass
+class Scored:
+    candidate: CandidateRow
+    evaluation: EvaluationRow
+    values: tuple[float, ...]  # oriented: larger is better
+
+
+def objectives_of(study: StudyRow) -> list[Objective]:
+    return [Objective.model_validate(o) for o in study.objectives]
+
+
+def scored_candidates(store: Store, study: StudyRow) -> list[Scored]:
+    """Every original candidate whose search evaluation finished with all objectives."""
+    objectives = objectives_of(study)
+    out = []
+    for cand, ev in store.history(study.id):
+        if ev.status != "done" or cand.duplicate_of is not None:
+            continue
+        values = signed_values(ev.objectives, objectives)
+        if values is not None:
+            out.append(Scored(cand, ev, values))
+    return out
+
+
+def top_k(scored: list[Scored], k: int) -> list[Scored]:
+    """Best first by the first objective, ties broken by the rest, then by age."""
+    return sorted(scored, key=lambda s: (tuple(-v for v in s.values), s.candidate.id))[:k]
+
+
+def pareto_front(scored: list[Scored]) -> list[Scored]:
+    if not scored:
+        return []
+    fitness_cls = type("Fitness", (deap_base.Fitness,), {"weights": (1.0,) * len(scored[0].values)})
+
+    class _Ind:
+        def __init__(self, s: Scored):
+            self.scored = s
+            self.fitness = fitness_cls(s.values)
+
+    front = tools.sortNondominated([_Ind(s) for s in scored], len(scored), first_front_only=True)[0]
+    return top_k([ind.scored for ind in front], len(front))
+
+
+def baselines(store: Store, study: StudyRow) -> list[tuple[CandidateRow, EvaluationRow]]:
+    """Seed genomes (ReLU, GELU, ...) with their search evaluation, in injection order."""
+    rows = [(c, e) for c, e in store.history(study.id) if c.origin == "seed"]
+    return sorted(rows, key=lambda ce: ce[0].id)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def stage_funnel(store: Store, study: StudyRow) -> list[dict[str, Any]]:
+    """Counts and worker seconds per (status, stage), in cascade order."""
+    order = [
+        "static",
+        "dedupe",
+        "fingerprint",
+        "numeric_probe",
+        "stability",
+        "quality_gate",
+        "full",
+        "worker",
+        "timeout",
+        "worker_lost",
+    ]
+    rows = [
+        {"status": st, "stage": stage, "count": n, "seconds": sec}
+        for (st, stage), (n, sec) in store.count_by_stage(study.id).items()
+    ]
+    return sorted(rows, key=lambda r: (order.index(r["stage"]) if r["stage"] in order else len(order), r["status"]))

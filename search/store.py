@@ -1,0 +1,447 @@
+"""The SQL store: studies, candidates, evaluations, events. SQLite (WAL) by default, PostgreSQL by URL.
+
+Only the driver writes. Dashboard reads are incremental (``id > cursor``) and can open the store read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+T = TypeVar("T")
+
+# Evaluation statuses. "pending"/"running" rows are in flight; the others are final.
+FINAL_STATUSES = ("done", "rejected", "failed", "duplicate")
+
+
+class StoreError(RuntimeError):
+    """The store is unreachable, read-only, or holds something unexpected."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class StudyRow(Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    space: Mapped[str] = mapped_column(String(50))
+    algorithm: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), default="created")  # created, running, stopped, finished
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    budget_evaluations: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    budget_minutes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    objectives: Mapped[list[Any]] = mapped_column(JSON)  # [{"name": ..., "direction": ...}]
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    active_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # wall time spent running, over all runs
+
+
+class CandidateRow(Base):
+    __tablename__ = "candidates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    key: Mapped[str] = mapped_column(String(64))  # hash of the canonical form
+    canonical: Mapped[str] = mapped_column(Text)
+    genome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    formula: Mapped[str] = mapped_column(Text, default="")
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    origin: Mapped[str] = mapped_column(String(20))  # seed, sample, mutate, crossover, optuna
+    seed_name: Mapped[str | None] = mapped_column(String(50), nullable=True)  # baseline name for seeds
+    parents: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    mutation_op: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"), nullable=True)
+    proposal: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # algorithm data (e.g. Optuna params)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (
+        Index("ix_candidates_study_key", "study_id", "key"),
+        Index("ix_candidates_study_fp", "study_id", "fingerprint"),
+        Index("ix_candidates_study_id", "study_id", "id"),
+    )
+
+
+class EvaluationRow(Base):
+    __tablename__ = "evaluations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"))
+    purpose: Mapped[str] = mapped_column(String(20), default="search")  # search, rerank
+    status: Mapped[str] = mapped_column(String(20))  # pending, running, done, rejected, failed, duplicate
+    stage: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    queued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # worker-side compute
+    stage_seconds: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    objectives: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    __table_args__ = (
+        Index("ix_evaluations_study_id", "study_id", "id"),
+        Index("ix_evaluations_study_status", "study_id", "status"),
+        Index("ix_evaluations_candidate", "candidate_id"),
+    )
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), nullable=True)
+    time: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    __table_args__ = (Index("ix_events_study_id", "study_id", "id"),)
+
+
+def _sqlite_pragmas(read_only: bool) -> Callable[..., None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")
+        if read_only:
+            cur.execute("PRAGMA query_only=ON")
+        else:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
+
+
+def make_engine(url: str, read_only: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout, and its folder is created if missing."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"store URL {url!r} is not a database URL; use sqlite:///path/to.db or postgresql+psycopg://user@host/db"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            path = Path(database)
+            if read_only:
+                if not path.exists():
+                    raise StoreError(f"store file {path} does not exist; run a study first or pass --db")
+                # Read-only dashboards open the file with mode=ro so they can never take a write lock.
+                url = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas(read_only))
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800)
+        if read_only:
+            event.listen(engine, "connect", _pg_read_only)
+        return engine
+    raise StoreError(f"unsupported store backend {backend!r}; use sqlite:/// or postgresql://")
+
+
+def _pg_read_only(dbapi_conn: Any, _record: Any) -> None:
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    dbapi_conn.commit()
+
+
+class Store:
+    """Typed access to the tables; every write is one short transaction, retried on a lost connection."""
+
+    def __init__(self, url: str, read_only: bool = False, retries: int = 5, connect_retries: int = 1):
+        self.url = url
+        self.read_only = read_only
+        self.engine = make_engine(url, read_only=read_only)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # A wrong URL should fail fast at start; a running study rides out longer outages.
+        self.retries = connect_retries
+        if not read_only:
+            self._call(lambda: Base.metadata.create_all(self.engine))
+        else:
+            self._call(lambda: self.engine.connect().close())
+        self.retries = retries
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, retrying with backoff when the connection drops (cluster databases restart)."""
+        delay = 0.5
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except (OperationalError, DBAPIError) as exc:
+                transient = isinstance(exc, OperationalError) or exc.connection_invalidated
+                if not transient or attempt == self.retries:
+                    raise StoreError(f"store {self._safe_url()} failed: {_first_line(exc)}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")
+
+    def _safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def write(self, fn: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with self.session() as s:
+                return fn(s)
+
+        return self._call(run)
+
+    def read(self, fn: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with self._sessions() as s:
+                return fn(s)
+
+        return self._call(run)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- studies ----------------------------------------------------------------------------------
+    def create_study(
+        self,
+        name: str,
+        *,
+        space: str,
+        algorithm: str,
+        seed: int,
+        config: dict[str, Any],
+        objectives: list[dict[str, str]],
+        budget_evaluations: int | None,
+        budget_minutes: float | None,
+    ) -> StudyRow:
+        def fn(s: Session) -> StudyRow:
+            row = StudyRow(
+                name=name,
+                space=space,
+                algorithm=algorithm,
+                seed=seed,
+                config=config,
+                objectives=objectives,
+                budget_evaluations=budget_evaluations,
+                budget_minutes=budget_minutes,
+            )
+            s.add(row)
+            s.flush()
+            return row
+
+        try:
+            return self.write(fn)
+        except IntegrityError:
+            raise StoreError(
+                f"a study named {name!r} already exists in {self._safe_url()}; "
+                f"use `layerforge resume {name}` or choose another name"
+            ) from None
+
+    def get_study(self, name: str) -> StudyRow:
+        row = self.read(lambda s: s.scalars(select(StudyRow).where(StudyRow.name == name)).first())
+        if row is None:
+            names = ", ".join(r.name for r in self.list_studies()) or "none"
+            raise StoreError(f"no study named {name!r} in {self._safe_url()}; studies: {names}")
+        return row
+
+    def list_studies(self) -> list[StudyRow]:
+        return self.read(lambda s: list(s.scalars(select(StudyRow).order_by(StudyRow.id))))
+
+    def update_study(self, study_id: int, **values: Any) -> None:
+        self.write(lambda s: s.execute(update(StudyRow).where(StudyRow.id == study_id).values(**values)))
+
+    # -- candidates and evaluations ---------------------------------------------------------------
+    def add_candidate(self, study_id: int, **values: Any) -> int:
+        def fn(s: Session) -> int:
+            row = CandidateRow(study_id=study_id, **values)
+            s.add(row)
+            s.flush()
+            return row.id
+
+        return self.write(fn)
+
+    def find_candidate(
+        self, study_id: int, *, key: str | None = None, fingerprint: str | None = None
+    ) -> CandidateRow | None:
+        """The first non-duplicate candidate with this key or fingerprint."""
+        q = select(CandidateRow).where(CandidateRow.study_id == study_id, CandidateRow.duplicate_of.is_(None))
+        q = q.where(CandidateRow.key == key) if key is not None else q.where(CandidateRow.fingerprint == fingerprint)
+        return self.read(lambda s: s.scalars(q.order_by(CandidateRow.id).limit(1)).first())
+
+    def add_candidate_with_evaluation(
+        self, study_id: int, candidate: dict[str, Any], evaluation: dict[str, Any]
+    ) -> tuple[int, int]:
+        """One transaction, so a crash never leaves a candidate without its evaluation row."""
+
+        def fn(s: Session) -> tuple[int, int]:
+            cand = CandidateRow(study_id=study_id, **candidate)
+            s.add(cand)
+            s.flush()
+            ev = EvaluationRow(study_id=study_id, candidate_id=cand.id, **evaluation)
+            s.add(ev)
+            s.flush()
+            return cand.id, ev.id
+
+        return self.write(fn)
+
+    def add_evaluation(self, study_id: int, candidate_id: int, **values: Any) -> int:
+        def fn(s: Session) -> int:
+            row = EvaluationRow(study_id=study_id, candidate_id=candidate_id, **values)
+            s.add(row)
+            s.flush()
+            return row.id
+
+        return self.write(fn)
+
+    def update_evaluation(self, evaluation_id: int, **values: Any) -> None:
+        self.write(lambda s: s.execute(update(EvaluationRow).where(EvaluationRow.id == evaluation_id).values(**values)))
+
+    def final_evaluation_of(self, candidate_id: int, purpose: str = "search") -> EvaluationRow | None:
+        q = (
+            select(EvaluationRow)
+            .where(
+                EvaluationRow.candidate_id == candidate_id,
+                EvaluationRow.purpose == purpose,
+                EvaluationRow.status.in_(("done", "rejected", "failed")),
+            )
+            .order_by(EvaluationRow.id.desc())
+            .limit(1)
+        )
+        return self.read(lambda s: s.scalars(q).first())
+
+    def history(self, study_id: int) -> list[tuple[CandidateRow, EvaluationRow]]:
+        """Search evaluations in the order they finished, joined with their candidates (for replay)."""
+        q = (
+            select(CandidateRow, EvaluationRow)
+            .join(EvaluationRow, EvaluationRow.candidate_id == CandidateRow.id)
+            .where(
+                EvaluationRow.study_id == study_id,
+                EvaluationRow.purpose == "search",
+                EvaluationRow.status.in_(FINAL_STATUSES),
+            )
+            .order_by(EvaluationRow.finished_at, EvaluationRow.id)
+        )
+        return self.read(lambda s: [(c, e) for c, e in s.execute(q).all()])
+
+    def unfinished(self, study_id: int) -> list[tuple[CandidateRow, EvaluationRow]]:
+        """Evaluations left pending or running by a driver that stopped (to re-queue on resume)."""
+        q = (
+            select(CandidateRow, EvaluationRow)
+            .join(EvaluationRow, EvaluationRow.candidate_id == CandidateRow.id)
+            .where(
+                EvaluationRow.study_id == study_id,
+                EvaluationRow.purpose == "search",
+                EvaluationRow.status.in_(("pending", "running")),
+            )
+            .order_by(EvaluationRow.id)
+        )
+        return self.read(lambda s: [(c, e) for c, e in s.execute(q).all()])
+
+    def count_by_status(self, study_id: int, purpose: str = "search") -> dict[str, int]:
+        q = (
+            select(EvaluationRow.status, func.count())
+            .where(EvaluationRow.study_id == study_id, EvaluationRow.purpose == purpose)
+            .group_by(EvaluationRow.status)
+        )
+        return self.read(lambda s: {status: n for status, n in s.execute(q).all()})
+
+    def count_by_stage(self, study_id: int) -> dict[tuple[str, str], tuple[int, float]]:
+        """(status, stage) -> (count, worker seconds) for final search evaluations."""
+        q = (
+            select(
+                EvaluationRow.status,
+                EvaluationRow.stage,
+                func.count(),
+                func.coalesce(func.sum(EvaluationRow.seconds), 0.0),
+            )
+            .where(
+                EvaluationRow.study_id == study_id,
+                EvaluationRow.purpose == "search",
+                EvaluationRow.status.in_(FINAL_STATUSES),
+            )
+            .group_by(EvaluationRow.status, EvaluationRow.stage)
+        )
+        return self.read(lambda s: {(st, stage or ""): (n, float(sec)) for st, stage, n, sec in s.execute(q).all()})
+
+    def evaluations(
+        self, study_id: int, purpose: str | None = "search", after_id: int = 0, limit: int | None = None
+    ) -> list[tuple[CandidateRow, EvaluationRow]]:
+        """Evaluations with id > after_id (incremental reads), oldest first."""
+        q = (
+            select(CandidateRow, EvaluationRow)
+            .join(EvaluationRow, EvaluationRow.candidate_id == CandidateRow.id)
+            .where(EvaluationRow.study_id == study_id, EvaluationRow.id > after_id)
+        )
+        if purpose is not None:
+            q = q.where(EvaluationRow.purpose == purpose)
+        q = q.order_by(EvaluationRow.id)
+        if limit is not None:
+            q = q.limit(limit)
+        return self.read(lambda s: [(c, e) for c, e in s.execute(q).all()])
+
+    def get_candidate(self, candidate_id: int) -> CandidateRow:
+        row = self.read(lambda s: s.get(CandidateRow, candidate_id))
+        if row is None:
+            raise StoreError(f"no candidate with id {candidate_id}")
+        return row
+
+    # -- events -----------------------------------------------------------------------------------
+    def log_event(self, study_id: int | None, kind: str, message: str = "", **data: Any) -> None:
+        self.write(
+            lambda s: s.add(
+                EventRow(
+                    study_id=study_id,
+                    kind=kind,
+                    message=message,
+                    data=json.loads(json.dumps(data, default=str)),
+                )
+            )
+        )
+
+    def events(self, study_id: int, after_id: int = 0) -> list[EventRow]:
+        q = select(EventRow).where(EventRow.study_id == study_id, EventRow.id > after_id).order_by(EventRow.id)
+        return self.read(lambda s: list(s.scalars(q)))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

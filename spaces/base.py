@@ -1,0 +1,113 @@
+"""The Space contract: what every searchable layer family provides.
+
+A genome is a plain JSON-serializable dict ``{"space": kind, "v": version, ...}``. Spaces treat genomes as
+values: no method mutates its argument, every variation returns a new dict. Anything read back from a
+store or a file goes through ``validate`` (a whitelist parser), never ``eval`` or pickle.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+Genome = dict[str, Any]
+
+
+class GenomeError(ValueError):
+    """A genome (or its text form) is malformed or names something outside the whitelist."""
+
+
+class SpaceConfigError(ValueError):
+    """A space was configured with unknown or invalid options."""
+
+
+def canonical_json(value: Any) -> str:
+    """One string for equal JSON values: sorted keys, no whitespace, floats as repr."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def genome_key(canonical: str) -> str:
+    """Short stable hash of a canonical form; the candidate key in the store."""
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+class Space(ABC):
+    """A family of layers that can be sampled, varied, built into torch and exported as source."""
+
+    kind: ClassVar[str]
+    version: ClassVar[int] = 1
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> Genome:
+        """A random valid genome."""
+
+    @abstractmethod
+    def mutate(self, genome: Genome, rng: np.random.Generator) -> tuple[Genome, str]:
+        """A mutated copy and the name of the mutation operator used (recorded in the store)."""
+
+    def crossover(self, a: Genome, b: Genome, rng: np.random.Generator) -> Genome | None:
+        """A child of two parents, or None where the space has no meaningful crossover."""
+        return None
+
+    @abstractmethod
+    def validate(self, genome: Genome) -> None:
+        """Raise GenomeError saying what is wrong and how to fix it."""
+
+    @abstractmethod
+    def canonical(self, genome: Genome) -> str:
+        """One string for structurally equal genomes."""
+
+    def key(self, genome: Genome) -> str:
+        return genome_key(self.canonical(genome))
+
+    @abstractmethod
+    def build(self, genome: Genome, **shape: Any) -> torch.nn.Module:
+        """The layer as a torch module; ``shape`` carries what the host architecture knows (channels, widths)."""
+
+    @abstractmethod
+    def to_source(self, genome: Genome, class_name: str) -> str:
+        """A standalone Python module defining ``class_name`` that imports only torch."""
+
+    @abstractmethod
+    def describe(self, genome: Genome, fmt: str = "text") -> str:
+        """Human-readable formula; ``fmt`` is "text" or "latex"."""
+
+    def seeds(self) -> dict[str, Genome]:
+        """Named well-known genomes (baselines) a study may inject."""
+        return {}
+
+    def static_problems(self, genome: Genome) -> list[str]:
+        """Reasons to reject without running anything (e.g. output does not depend on x); empty if none."""
+        return []
+
+    def probe(self, genome: Genome, inputs: torch.Tensor) -> tuple[torch.nn.Module, torch.Tensor]:
+        """A small built layer and ``inputs`` shaped for it, for the cheap numeric checks and the fingerprint.
+
+        ``inputs`` is a flat float tensor of probe values (a grid or random draws); elementwise spaces use it
+        as is, others reshape or tile it to a representative shape of theirs.
+        """
+        return self.build(genome), inputs
+
+    def parse(self, text: str) -> Genome:
+        """Genome from the space's text form, where it has one."""
+        raise GenomeError(f"space {self.kind!r} has no text form; give the genome as JSON")
+
+    def _check_header(self, genome: Any) -> None:
+        if not isinstance(genome, dict):
+            raise GenomeError(f"a genome must be a JSON object, got {type(genome).__name__}")
+        if genome.get("space") != self.kind:
+            raise GenomeError(f"genome is for space {genome.get('space')!r}, expected {self.kind!r}")
+        if genome.get("v") != self.version:
+            raise GenomeError(
+                f"genome version {genome.get('v')!r} is not supported by space {self.kind!r} (expects v={self.version})"
+            )
+
+    @staticmethod
+    def copy(genome: Genome) -> Genome:
+        return copy.deepcopy(genome)
