@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# timm is a test reference for EvoNorm; --no-deps keeps its torchvision (which breaks beside CPU torch) out.
+	$(BIN)/pip install --quiet --no-deps timm==1.0.31
 	touch $@
 
 install: $(STAMP)

@@ -45,10 +45,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except ConnectionError as exc:
-            err_console.print(f"[red]error:[/red] cannot reach the Ray cluster: {exc}", highlight=False)
+            err_console.print(f"[red]error:[/red] cannot reach the Ray cluster: {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -57,15 +57,11 @@ class Dispatcher:
 
         Returns the jobs that were in flight or queued when stopping (the caller leaves them for resume).
         """
-        exhausted = False
         while True:
             if source.stopping():
                 return self._abandon()
-            if not exhausted:
-                exhausted = self._fill(source)
+            self._fill(source)
             if not self.in_flight:
-                if self.requeued:
-                    continue
                 return []  # nothing in flight and the source has nothing more: done
             ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=self.poll_seconds)
             if ready:
@@ -75,18 +71,15 @@ class Dispatcher:
                 if ref in self.in_flight:
                     self._collect(ref, source)
             self._cut_hung(source)
-            if ready:
-                exhausted = False
             source.on_tick()
 
-    def _fill(self, source: JobSource) -> bool:
-        """Dispatch while actors have room; True if the source said it has nothing more for now."""
+    def _fill(self, source: JobSource) -> None:
+        """Dispatch re-queued jobs, then new ones, while actors have room."""
         while (slot := self.pool.free_slot()) is not None:
             job = self.requeued.popleft() if self.requeued else source.next_job()
             if job is None:
-                return True
+                return
             self._submit(slot, job, source)
-        return False
 
     def _submit(self, slot: Slot, job: Job, source: JobSource) -> None:
         if not slot.jobs:

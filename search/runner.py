@@ -493,21 +493,30 @@ class StudyRunner:
         best = max(values) if first.direction == "max" else min(values)
         return f"{first.name}={best:.4g}"
 
+    def _resolve_seeds(self) -> list[tuple[str, dict[str, Any]]]:
+        """Config seeds are names of the space's seeds, or genomes in the space's text form."""
+        named = self.space.seeds()
+        resolved = []
+        for entry in self.config.space.seeds:
+            if entry in named:
+                resolved.append((entry, named[entry]))
+                continue
+            try:
+                resolved.append((entry, self.space.parse(entry)))
+            except GenomeError as exc:
+                raise ConfigError(
+                    f"space.seeds: {entry!r} is neither a seed of space {self.space.kind!r} "
+                    f"({', '.join(sorted(named))}) nor a valid genome text: {exc}"
+                ) from None
+        return resolved
+
     def _seed_proposals(self) -> list[Proposal]:
-        seeds = self.space.seeds()
-        unknown = [name for name in self.config.space.seeds if name not in seeds]
-        if unknown:
-            raise ConfigError(
-                f"space.seeds: unknown seed(s) {unknown} for space {self.space.kind!r}; "
-                f"known: {', '.join(sorted(seeds))}"
-            )
-        proposals = []
-        for name in self.config.space.seeds:
-            genome = seeds[name]
-            if self.space.key(genome) in self.by_key:
-                continue  # already evaluated before a resume
-            proposals.append(Proposal(genome, origin="seed", seed_name=name))
-        return proposals
+        # Seeds already evaluated before a resume are not proposed again.
+        return [
+            Proposal(genome, origin="seed", seed_name=name)
+            for name, genome in self.seed_genomes
+            if self.space.key(genome) not in self.by_key
+        ]
 
 
 def _from_epoch(seconds: float) -> datetime:

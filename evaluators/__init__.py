@@ -1,0 +1,31 @@
+"""How a candidate is scored: data, proxy models, training, the rejection cascade and metrics."""
+
+from __future__ import annotations
+
+from evaluators.base import Evaluator
+from evaluators.config import EvaluatorConfig
+from evaluators.fingerprint import fingerprint
+from evaluators.outcome import STAGES, Outcome
+from evaluators.proxy import EvaluatorSetupError, ProxyEvaluator
+from evaluators.synthetic import SyntheticEvaluator
+from spaces import Space
+
+_EVALUATORS: dict[str, type[Evaluator]] = {"proxy": ProxyEvaluator, "synthetic": SyntheticEvaluator}
+
+
+def make_evaluator(space: Space, config: EvaluatorConfig, device: str | None = None) -> Evaluator:
+    """The evaluator named by ``config.kind``; build it once per worker and reuse it for many genomes."""
+    return _EVALUATORS[config.kind](space, config, device)
+
+
+__all__ = [
+    "STAGES",
+    "Evaluator",
+    "EvaluatorConfig",
+    "EvaluatorSetupError",
+    "Outcome",
+    "ProxyEvaluator",
+    "SyntheticEvaluator",
+    "fingerprint",
+    "make_evaluator",
+]

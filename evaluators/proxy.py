@@ -1,0 +1,198 @@
+"""The proxy evaluator: rejection cascade, then training on every proxy; one per worker, many genomes each."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import torch
+
+from evaluators.base import Evaluator
+from evaluators.cascade import (
+    Rejected,
+    check_finite_objectives,
+    check_numeric_probe,
+    check_quality_gate,
+    check_stability,
+    check_static,
+    one_line,
+)
+from evaluators.config import EvaluatorConfig, ProxyConfig
+from evaluators.fingerprint import fingerprint_or_none
+from evaluators.outcome import Outcome
+from evaluators.registry import Dataset, get_dataset
+from evaluators.training import NonFiniteLoss, metric_names, train_proxy
+from spaces import Genome, Space
+
+# Metrics over all proxies, usable as objectives without an @proxy suffix.
+AGGREGATE_METRICS = ("mean_val_acc", "total_train_seconds")
+
+
+class EvaluatorSetupError(ValueError):
+    """The evaluator config cannot work with its proxies (unknown objective, bad dataset options, ...)."""
+
+
+def resolve_device(device: str) -> str:
+    """'auto' is CUDA when torch sees a GPU, else CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _load_dataset(proxy: ProxyConfig, device: torch.device) -> Dataset:
+    options = dict(proxy.dataset_options)
+    options.setdefault("seed", proxy.seed)
+    try:
+        dataset = get_dataset(proxy.dataset)(**options)
+    except (TypeError, ValueError) as exc:
+        raise EvaluatorSetupError(f"proxy {proxy.name!r}: cannot load dataset {proxy.dataset!r}: {exc}") from exc
+    tensors = {
+        f.name: getattr(dataset, f.name).to(device)
+        for f in dataclasses.fields(dataset)
+        if isinstance(getattr(dataset, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(dataset, **tensors)
+
+
+class ProxyEvaluator(Evaluator):
+    """Scores a genome by training small proxy models after a cascade of cheaper rejections.
+
+    Objectives and metrics are named ``metric@proxy`` (``val_acc@mlp``); ``mean_val_acc`` and
+    ``total_train_seconds`` aggregate over proxies. Training seeds are ``proxy.seed + seed``.
+    """
+
+    def __init__(self, space: Space, config: EvaluatorConfig, device: str | None = None):
+        super().__init__(space, config, resolve_device(device or config.device))
+        torch.set_num_threads(config.threads)
+        self.torch_device = torch.device(self.device)
+        self.proxies = {proxy.name: proxy for proxy in config.proxies}
+        self.datasets = {name: _load_dataset(proxy, self.torch_device) for name, proxy in self.proxies.items()}
+        known = self.metric_names()
+        unknown = [objective.name for objective in config.objectives if objective.name not in known]
+        if unknown:
+            raise EvaluatorSetupError(
+                f"objectives {unknown} are not produced by this evaluator; known metrics: {', '.join(sorted(known))}"
+            )
+
+    def metric_names(self) -> set[str]:
+        """Every metric name an evaluation that trains all proxies reports."""
+        names = {f"{metric}@{name}" for name, data in self.datasets.items() for metric in metric_names(data.task)}
+        names.add("total_train_seconds")
+        if any(data.task == "classification" for data in self.datasets.values()):
+            names.add("mean_val_acc")
+        return names
+
+    def evaluate(self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True) -> Outcome:
+        start = time.perf_counter()
+        metrics: dict[str, Any] = {}
+        stage_seconds: dict[str, float] = {}
+        stage = "static" if cascade else "full"
+
+        def outcome(status: str, reason: str = "", objectives: dict[str, float] | None = None) -> Outcome:
+            return Outcome(
+                status=status,
+                stage=stage,
+                reason=reason,
+                objectives=objectives or {},
+                metrics=metrics,
+                seconds=time.perf_counter() - start,
+                stage_seconds=stage_seconds,
+            )
+
+        try:
+            for stage in self._stage_names(cascade):
+                stage_start = time.perf_counter()
+                try:
+                    self._run_stage(stage, genome, seed, steps, metrics)
+                finally:
+                    stage_seconds[stage] = time.perf_counter() - stage_start
+            objectives = {objective.name: float(metrics[objective.name]) for objective in self.config.objectives}
+            check_finite_objectives(objectives)
+        except (Rejected, NonFiniteLoss) as exc:
+            return outcome("rejected", str(exc))
+        except Exception as exc:
+            return outcome("failed", one_line(exc))
+        return outcome("done", objectives=objectives)
+
+    def _stage_names(self, cascade: bool) -> list[str]:
+        """The enabled stages, cheapest first; ``full`` always runs last."""
+        rejection = self.config.rejection
+        enabled = {
+            "static": rejection.static.enabled,
+            "numeric_probe": rejection.numeric_probe.enabled,
+            "stability": rejection.stability.enabled,
+            "quality_gate": rejection.quality_gate.enabled,
+        }
+        return [name for name, on in enabled.items() if cascade and on] + ["full"]
+
+    def _run_stage(self, stage: str, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any]) -> None:
+        """Run one stage, recording its metrics as it goes (so a rejection keeps what was measured)."""
+        if stage == "static":
+            metrics.update(check_static(self.space, genome))
+        elif stage == "numeric_probe":
+            metrics.update(check_numeric_probe(self.space, genome, self.config.rejection.numeric_probe))
+        elif stage == "stability":
+            metrics.update(self._stability(genome, seed))
+        elif stage == "quality_gate":
+            self._quality_gate(genome, seed, metrics)
+        else:
+            self._train_all(genome, seed, steps, metrics)
+
+    def _stability(self, genome: Genome, seed: int) -> dict[str, float]:
+        name, proxy = next(iter(self.proxies.items()))
+        return check_stability(
+            self.space,
+            genome,
+            self.datasets[name],
+            proxy,
+            self.config.rejection.stability,
+            seed=proxy.seed + seed,
+            device=self.torch_device,
+        )
+
+    def _quality_gate(self, genome: Genome, seed: int, metrics: dict[str, Any]) -> None:
+        gate = self.config.rejection.quality_gate
+        for name, proxy in self.proxies.items():
+            dataset = self.datasets[name]
+            result = train_proxy(
+                self.space, genome, dataset, proxy, seed=proxy.seed + seed, steps=gate.steps, device=self.torch_device
+            )
+            metrics.update({f"gate_{metric}@{name}": value for metric, value in result.items()})
+            check_quality_gate(name, dataset, result, gate)
+
+    def _train_all(self, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any]) -> None:
+        accuracies: list[float] = []
+        total_seconds = 0.0
+        for name, proxy in self.proxies.items():
+            result = train_proxy(
+                self.space,
+                genome,
+                self.datasets[name],
+                proxy,
+                seed=proxy.seed + seed,
+                steps=proxy.steps if steps is None else steps,
+                device=self.torch_device,
+            )
+            metrics.update({f"{metric}@{name}": value for metric, value in result.items()})
+            total_seconds += result["train_seconds"]
+            if "val_acc" in result:
+                accuracies.append(result["val_acc"])
+        metrics["total_train_seconds"] = total_seconds
+        if accuracies:
+            metrics["mean_val_acc"] = sum(accuracies) / len(accuracies)
+
+    def fingerprint(self, genome: Genome) -> str | None:
+        if not self.config.fingerprint.enabled:
+            return None
+        return fingerprint_or_none(self.space, genome, self.config.fingerprint)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "threads": torch.get_num_threads(),
+            "datasets": {
+                name: f"{data.name} train={len(data.x_train)} val={len(data.x_val)}"
+                for name, data in self.datasets.items()
+            },
+        }

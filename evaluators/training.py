@@ -1,0 +1,182 @@
+"""Seeded proxy training and evaluation, with activation diagnostics from the candidate slots.
+
+Everything random (initialisation, the candidate's own parameters, batch order) draws from a seeded RNG
+scoped to one call, so the same seed gives the same metrics and the worker's global RNG is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from evaluators.archs import candidate_slots
+from evaluators.config import ProxyConfig
+from evaluators.registry import Dataset, get_arch
+from spaces import Genome, Space
+
+DIAGNOSTIC_BATCH = 512
+_EVAL_CHUNK = 2048
+_TASK_METRICS = {"classification": ("val_acc", "val_loss"), "regression": ("val_rmse", "val_loss")}
+_COMMON_METRICS = ("train_loss", "train_seconds", "steps", "params", "act_params")
+_DIAGNOSTICS = ("act_zero_fraction", "act_dead_fraction", "act_max_ratio")
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    """What ``train_proxy`` reports for a dataset of this task, so objective names can be checked up front."""
+    return _TASK_METRICS[task] + _COMMON_METRICS + _DIAGNOSTICS
+
+
+class NonFiniteLoss(ArithmeticError):
+    """Training produced a NaN or infinite loss; the candidate is rejected, not the worker."""
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Fork torch's RNG (CPU and, when used, CUDA), seeded, so a call is reproducible and leaves no trace."""
+    cuda_devices = (
+        [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+    )
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def build_model(space: Space, genome: Genome, dataset: Dataset, proxy: ProxyConfig, device: torch.device) -> nn.Module:
+    """The proxy architecture with the candidate in every slot; call inside ``seeded`` for a fixed init."""
+    return get_arch(proxy.arch)(space, genome, dataset, **proxy.arch_options).to(device)
+
+
+def task_loss(dataset: Dataset, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for classification, mean squared error for regression."""
+    if dataset.task == "classification":
+        return F.cross_entropy(output, target)
+    return F.mse_loss(output.reshape(target.shape), target)
+
+
+def train_proxy(
+    space: Space,
+    genome: Genome,
+    dataset: Dataset,
+    proxy: ProxyConfig,
+    *,
+    seed: int,
+    steps: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """Build, train with Adam for ``steps`` batches and evaluate one proxy; raises NonFiniteLoss on divergence."""
+    with seeded(seed, device):
+        model = build_model(space, genome, dataset, proxy, device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=proxy.lr, weight_decay=proxy.weight_decay)
+        start = time.perf_counter()
+        losses = _train(model, optimizer, dataset, steps=steps, batch_size=proxy.batch_size, seed=seed)
+        train_seconds = time.perf_counter() - start
+        metrics = evaluate_model(model, dataset)
+        metrics.update(activation_diagnostics(model, dataset.x_val[:DIAGNOSTIC_BATCH]))
+    tail = losses[-max(1, len(losses) // 10) :]
+    metrics.update(
+        train_loss=sum(tail) / len(tail),
+        train_seconds=train_seconds,
+        steps=float(steps),
+        params=float(sum(p.numel() for p in model.parameters())),
+        act_params=float(sum(p.numel() for slot in candidate_slots(model) for p in slot.parameters())),
+    )
+    return metrics
+
+
+def _train(
+    model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, *, steps: int, batch_size: int, seed: int
+) -> list[float]:
+    model.train()
+    x, y = dataset.x_train, dataset.y_train
+    n = len(x)
+    batch_size = min(batch_size, n)
+    order_rng = torch.Generator().manual_seed(seed)
+    order, position = torch.randperm(n, generator=order_rng), 0
+    losses: list[float] = []
+    for step in range(1, steps + 1):
+        if position + batch_size > n:
+            order, position = torch.randperm(n, generator=order_rng), 0
+        index = order[position : position + batch_size].to(x.device)
+        position += batch_size
+        loss = task_loss(dataset, model(x[index]), y[index])
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"training loss became {value} at step {step} of {steps}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(value)
+    return losses
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, dataset: Dataset) -> dict[str, float]:
+    """Validation loss plus accuracy (classification) or RMSE (regression), in eval mode."""
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for begin in range(0, len(dataset.x_val), _EVAL_CHUNK):
+        x = dataset.x_val[begin : begin + _EVAL_CHUNK]
+        y = dataset.y_val[begin : begin + _EVAL_CHUNK]
+        output = model(x)
+        total_loss += task_loss(dataset, output, y).item() * len(x)
+        if dataset.task == "classification":
+            correct += int((output.argmax(dim=1) == y).sum())
+        count += len(x)
+    val_loss = total_loss / count
+    if dataset.task == "classification":
+        return {"val_loss": val_loss, "val_acc": correct / count}
+    return {"val_loss": val_loss, "val_rmse": math.sqrt(val_loss) if val_loss >= 0 else math.nan}
+
+
+def _units(activation: torch.Tensor) -> torch.Tensor:
+    """(units, samples): a unit is a feature of a 2-D output, a channel of a larger one."""
+    if activation.dim() <= 2:
+        return activation.reshape(len(activation), -1).T
+    return activation.transpose(0, 1).reshape(activation.shape[1], -1)
+
+
+@torch.no_grad()
+def activation_diagnostics(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
+    """Sparsity, dead units and massive activations of the candidate slots on one validation batch.
+
+    ``act_zero_fraction``: share of exact zeros; ``act_dead_fraction``: share of units constant over the batch;
+    ``act_max_ratio``: max |a| / median of the non-zero |a| (zeros excluded so sparse activations stay finite).
+    All are 0 for a model without slots.
+    """
+    outputs: list[torch.Tensor] = []
+    hooks = [
+        slot.register_forward_hook(lambda _module, _inputs, output: outputs.append(output.detach().float()))
+        for slot in candidate_slots(model)
+    ]
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    zeros = elements = dead = units = 0
+    max_ratio = 0.0
+    for activation in outputs:
+        zeros += int((activation == 0).sum())
+        elements += activation.numel()
+        per_unit = _units(activation)
+        spread = per_unit.amax(dim=1) - per_unit.amin(dim=1)
+        scale = per_unit.abs().amax(dim=1).clamp_min(1.0)
+        dead += int((spread <= 1e-6 * scale).sum())
+        units += len(per_unit)
+        magnitude = activation.abs().flatten()
+        nonzero = magnitude[magnitude > 0]
+        if len(nonzero):
+            max_ratio = max(max_ratio, float(nonzero.max() / nonzero.median()))
+    return {
+        "act_zero_fraction": zeros / max(elements, 1),
+        "act_dead_fraction": dead / max(units, 1),
+        "act_max_ratio": max_ratio,
+    }
