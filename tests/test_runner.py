@@ -8,8 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from search.config import parse_config
 from search.runner import StudyRunner
 from search.store import Store
