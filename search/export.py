@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from evaluators.config import ProxyConfig
+from evaluators.registry import get_dataset
 from search.results import Scored, objectives_of, pareto_front, scored_candidates, top_k
-from search.store import Store, StoreError
+from search.store import Store, StoreError, StudyRow
 from spaces import get_space
 
 _CLASS_PREFIX = {"activation": "Activation", "normact": "NormAct", "kan": "KAN"}
@@ -30,9 +33,23 @@ def module_docstring(
     return f'"""{body}\n"""\n'
 
 
+def task_sizes(study: StudyRow) -> dict[str, int]:
+    """``in_features`` (flat input size) and ``out_features`` of the study's first proxy task; empty without one.
+
+    Task-sized spaces (a genome is a whole network) get these as the exported class's default constructor args.
+    """
+    proxies = study.config["evaluator"].get("proxies") or []
+    if not proxies:
+        return {}
+    proxy = ProxyConfig.model_validate(proxies[0])
+    dataset = get_dataset(proxy.dataset)(**{"seed": proxy.seed, **proxy.dataset_options})
+    return {"in_features": math.prod(dataset.input_shape), "out_features": dataset.output_size}
+
+
 def export_candidates(store: Store, study_name: str, chosen: list[Scored], out_dir: str | Path) -> Path:
     study = store.get_study(study_name)
     space = get_space(study.space, **study.config["space"].get("options", {}))
+    sizes = task_sizes(study) if space.task_sized else {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -40,7 +57,7 @@ def export_candidates(store: Store, study_name: str, chosen: list[Scored], out_d
         cand, ev = s.candidate, s.evaluation
         class_name = class_name_for(study.space, cand.id)
         stem = f"{study.name}_c{cand.id}".replace("-", "_").replace(".", "_")
-        source = space.to_source(cand.genome, class_name)
+        source = space.to_source(cand.genome, class_name, **sizes)
         doc = module_docstring(
             study.name, cand.id, cand.formula or space.describe(cand.genome), ev.objectives, ev.metrics
         )
@@ -63,6 +80,7 @@ def export_candidates(store: Store, study_name: str, chosen: list[Scored], out_d
         "space": study.space,
         "objectives": study.objectives,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "constructor_defaults": sizes,  # task sizes baked in as defaults; inputs are flattened to in_features
         "candidates": entries,
     }
     path = out / "manifest.json"

@@ -196,7 +196,9 @@ class StudyRunner:
             dispatcher = Dispatcher(pool, self.config.evaluator.timeout_seconds, self.config.resources.max_attempts)
             self.dispatcher = dispatcher
             with self._progress() as self.progress:
-                self.task = self.progress.add_task("search", total=self.config.budget.evaluations)
+                self.task = self.progress.add_task(
+                    "search", total=self.config.budget.evaluations, study=self.study.name, line=""
+                )
                 self._refresh_progress()
                 abandoned = dispatcher.run(self)
             for job in abandoned:
