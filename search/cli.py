@@ -16,10 +16,19 @@ from evaluators.registry import UnknownComponentError
 from search.algorithms import AlgorithmConfigError
 from search.config import ConfigError, load_config, parse_config
 from search.store import Store, StoreError
+from search.workers import WorkerStartError
 from spaces import GenomeError, SpaceConfigError
 
 DEFAULT_DB = "sqlite:///runs/layerforge.db"
-USER_ERRORS = (ConfigError, StoreError, GenomeError, SpaceConfigError, AlgorithmConfigError, UnknownComponentError)
+USER_ERRORS = (
+    ConfigError,
+    StoreError,
+    GenomeError,
+    SpaceConfigError,
+    AlgorithmConfigError,
+    UnknownComponentError,
+    WorkerStartError,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -210,6 +219,40 @@ def rerank(
     console.print(table)
     for line in compare(rows, row):
         console.print(line)
+
+
+@app.command()
+@user_errors
+def dashboard(
+    db: str | None = DbOption,
+    host: str = typer.Option("127.0.0.1", help="address to bind; 0.0.0.0 exposes the dashboard to the network"),
+    port: int = typer.Option(8501, help="port to serve on"),
+) -> None:
+    """Serve the Streamlit dashboard over the store, read-only: it never locks or changes a running study."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    url = _db(db)
+    Store(url, read_only=True).close()  # a wrong URL or a missing file fails here, with the store's message
+    spec = importlib.util.find_spec("dashboard")
+    if spec is None or spec.origin is None:
+        raise ConfigError("the dashboard package is not installed; run `pip install -e .` in the repository")
+    app_path = Path(spec.origin).parent / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app_path),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    console.print(f"dashboard on http://{host}:{port} (store {url}, read-only); Ctrl-C stops it")
+    process = subprocess.Popen(command, env={**os.environ, "LAYERFORGE_DB": url})
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        code = process.wait()
+    raise typer.Exit(code)
 
 
 def main() -> None:

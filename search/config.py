@@ -42,11 +42,18 @@ class BudgetSection(Strict):
 
 
 class ResourcesSection(Strict):
-    workers: int | None = Field(None, ge=1)  # default: one per CPU Ray reports
+    workers: int | None = Field(None, ge=1)  # default: as many as the cluster's CPUs (and GPUs) hold
     cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
+    gpus_per_worker: float = Field(0.0, ge=0)  # fractions share a GPU: 0.25 puts four workers on each
+    autoscale: bool = False  # follow the cluster: add workers when nodes join (up to `workers`, if set)
     max_in_flight: int | None = Field(None, ge=1)  # default: 2 per worker
     max_attempts: int = Field(3, ge=1)  # per candidate, counting worker loss and timeouts
+
+    @model_validator(mode="after")
+    def _whole_gpus_above_one(self) -> ResourcesSection:
+        if self.gpus_per_worker > 1 and not float(self.gpus_per_worker).is_integer():
+            raise ValueError("gpus_per_worker above 1 must be a whole number (Ray's rule); fractions go up to 1")
+        return self
 
 
 class StoreSection(Strict):

@@ -1,13 +1,14 @@
 """The driver-owned ``ray.wait`` loop: bounded in-flight jobs, per-job timeouts, dead actors replaced.
 
 What to run and what to do with results is the job source's business (the study runner, re-ranking);
-this loop only keeps workers busy and turns worker loss and hangs into re-queues or failures.
+this loop only keeps workers busy and turns worker loss (a crash, a lost node) and hangs into re-queues or failures.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,8 +44,17 @@ class JobSource(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, pool: WorkerPool, timeout_seconds: float, max_attempts: int, poll_seconds: float = 0.5):
+    def __init__(
+        self,
+        pool: WorkerPool,
+        timeout_seconds: float,
+        max_attempts: int,
+        poll_seconds: float = 0.5,
+        on_workers_started: Callable[[list[dict[str, Any]]], None] | None = None,
+    ):
+        """``on_workers_started`` hears of actors that came up after the pool's start (replacements, new nodes)."""
         self.pool = pool
+        self.on_workers_started = on_workers_started
         self.timeout_seconds = timeout_seconds
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
@@ -60,26 +70,36 @@ class Dispatcher:
         while True:
             if source.stopping():
                 return self._abandon()
-            self._fill(source)
+            started = self.pool.maintain()
+            if started and self.on_workers_started is not None:
+                self.on_workers_started(started)
+            source_done = self._fill(source)
             if not self.in_flight:
-                return []  # nothing in flight and the source has nothing more: done
+                if source_done and not self.requeued:
+                    return []  # nothing in flight, nothing re-queued, and the source has nothing more: done
+                # Jobs wait while every actor is starting (e.g. replacements for a lost node).
+                self.pool.wait_for_start(self.poll_seconds)
+                source.on_tick()
+                continue
             ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=self.poll_seconds)
             if ready:
                 # Take everything already finished in one go: cheap, and keeps the driver ahead of the workers.
                 ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=0)
+            fetched = self._get_batch(ready)
             for ref in ready:
                 if ref in self.in_flight:
-                    self._collect(ref, source)
+                    self._collect(ref, source, fetched)
             self._cut_hung(source)
             source.on_tick()
 
-    def _fill(self, source: JobSource) -> None:
-        """Dispatch re-queued jobs, then new ones, while actors have room."""
+    def _fill(self, source: JobSource) -> bool:
+        """Dispatch re-queued jobs, then new ones, while actors have room; True when the source has nothing more."""
         while (slot := self.pool.free_slot()) is not None:
             job = self.requeued.popleft() if self.requeued else source.next_job()
             if job is None:
-                return
+                return True
             self._submit(slot, job, source)
+        return False
 
     def _submit(self, slot: Slot, job: Job, source: JobSource) -> None:
         if not slot.jobs:
@@ -88,10 +108,18 @@ class Dispatcher:
         self.in_flight[ref] = (job, slot)
         source.on_dispatch(job, slot.name)
 
-    def _collect(self, ref: Any, source: JobSource) -> None:
+    @staticmethod
+    def _get_batch(refs: list[Any]) -> dict[Any, Any]:
+        """All ready results in one round trip; if any of them failed, {} (then each is fetched alone)."""
+        try:
+            return dict(zip(refs, ray.get(refs), strict=True))
+        except RayError:
+            return {}
+
+    def _collect(self, ref: Any, source: JobSource, fetched: dict[Any, Any]) -> None:
         job, slot = self.in_flight[ref]
         try:
-            result = ray.get(ref)
+            result = fetched[ref] if ref in fetched else ray.get(ref)
         except (RayActorError, OutOfMemoryError) as exc:
             self._lose_worker(slot, source, f"{type(exc).__name__}: {_short(exc)}")
             return
@@ -112,12 +140,17 @@ class Dispatcher:
             self.in_flight[slot.jobs[0]][0].started = time.time()
 
     def _lose_worker(self, slot: Slot, source: JobSource, reason: str) -> None:
-        """The actor died: every job it held goes back in the queue, up to max_attempts each."""
+        """The actor died (it crashed, or its node went away): its jobs go back in the queue.
+
+        Only the job it was running counts an attempt (up to max_attempts); the ones queued behind never started.
+        """
         lost = self.pool.replace(slot)
         self.replaced_workers += 1
-        for ref in lost:
+        for position, ref in enumerate(lost):
             job, _ = self.in_flight.pop(ref)
-            if job.attempt >= self.max_attempts:
+            if position > 0:
+                self.requeued.append(job)
+            elif job.attempt >= self.max_attempts:
                 source.on_failure(job, "worker_lost", f"worker lost {job.attempt} times; last: {reason}")
             else:
                 job.attempt += 1

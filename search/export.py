@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from datetime import datetime, timezone
@@ -21,10 +22,28 @@ def class_name_for(space_kind: str, candidate_id: int) -> str:
     return f"{_CLASS_PREFIX.get(space_kind, space_kind.title())}C{candidate_id}"
 
 
+def constructor_signature(source: str, class_name: str) -> str:
+    """How to construct the exported class, e.g. ``NormActC7(num_channels: int, layout: str = 'nchw')``."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    item.args.args = item.args.args[1:]  # drop self
+                    return f"{class_name}({ast.unparse(item.args)})"
+    return f"{class_name}()"
+
+
 def module_docstring(
-    study_name: str, candidate_id: int, formula: str, objectives: dict[str, Any], metrics: dict[str, Any]
+    study_name: str,
+    candidate_id: int,
+    formula: str,
+    objectives: dict[str, Any],
+    metrics: dict[str, Any],
+    constructor: str = "",
 ) -> str:
     lines = [f"LayerForge export: study {study_name!r}, candidate {candidate_id}.", "", f"Formula: {formula}", ""]
+    if constructor:
+        lines += [f"Constructor: {constructor}", ""]
     lines += ["Objectives:"] + [f"    {k} = {v:.6g}" for k, v in sorted(objectives.items())]
     numeric = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     if numeric:
@@ -58,8 +77,9 @@ def export_candidates(store: Store, study_name: str, chosen: list[Scored], out_d
         class_name = class_name_for(study.space, cand.id)
         stem = f"{study.name}_c{cand.id}".replace("-", "_").replace(".", "_")
         source = space.to_source(cand.genome, class_name, **sizes)
+        constructor = constructor_signature(source, class_name)
         doc = module_docstring(
-            study.name, cand.id, cand.formula or space.describe(cand.genome), ev.objectives, ev.metrics
+            study.name, cand.id, cand.formula or space.describe(cand.genome), ev.objectives, ev.metrics, constructor
         )
         (out / f"{stem}.py").write_text(doc + "\n" + source)
         (out / f"{stem}.json").write_text(json.dumps(cand.genome, indent=2, sort_keys=True) + "\n")
@@ -68,6 +88,7 @@ def export_candidates(store: Store, study_name: str, chosen: list[Scored], out_d
                 "rank": rank,
                 "candidate_id": cand.id,
                 "class_name": class_name,
+                "constructor": constructor,
                 "module": f"{stem}.py",
                 "genome": f"{stem}.json",
                 "formula": cand.formula,

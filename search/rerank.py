@@ -144,12 +144,17 @@ def collect(
     return [RerankRow(c, c.seed_name or f"c{c.id}", by_candidate[c.id]) for c in chosen]
 
 
-def compare(rows: list[RerankRow], study: StudyRow, baseline_name: str = "relu") -> list[str]:
-    """Plain-language verdicts: does the best candidate beat the baseline beyond the seed noise (Welch's t-test)?"""
-    baseline = next((r for r in rows if r.candidate.seed_name == baseline_name), None)
+def compare(rows: list[RerankRow], study: StudyRow, baseline_name: str | None = None) -> list[str]:
+    """Plain-language verdicts: does the best candidate beat the baseline beyond the seed noise (Welch's t-test)?
+
+    The baseline is the seed named ``baseline_name``, by default the study's first seed (relu, bn_relu, ...).
+    """
+    seeds = sorted((r for r in rows if r.candidate.origin == "seed"), key=lambda r: r.candidate.id)
+    baseline = next((r for r in seeds if baseline_name in (None, r.candidate.seed_name)), None)
     searched = [r for r in rows if r.candidate.origin != "seed"]
     if baseline is None or not searched:
-        return [f"no {baseline_name!r} baseline or no searched candidate to compare"]
+        return [f"no {baseline_name or 'seed'!r} baseline or no searched candidate to compare"]
+    baseline_name = baseline.label
     lines = []
     for obj in objectives_of(study):
         base = baseline.values.get(obj.name, [])

@@ -69,6 +69,54 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+# The cascade, cheapest first: the driver's dedupe and fingerprint, then the worker's stages.
+CASCADE = ("static", "dedupe", "fingerprint", "numeric_probe", "stability", "quality_gate", "full")
+
+
+@dataclass
+class FunnelStage:
+    stage: str
+    reached: int  # evaluations that got this far
+    stopped: int  # of those, rejected, failed or found to be a duplicate here
+    seconds: float  # time spent in this stage, summed over every evaluation that ran it
+
+    @property
+    def seconds_each(self) -> float:
+        return self.seconds / self.reached if self.reached else 0.0
+
+
+def rejection_funnel(store: Store, study: StudyRow) -> tuple[list[FunnelStage], dict[str, int]]:
+    """The cascade stages the study used, with how many evaluations reached and stopped at each and their seconds.
+
+    Evaluations that ended outside the cascade (timeout, lost worker) are counted apart, by stage.
+    """
+    ended_at: list[float] = []  # index of the stage each evaluation ended at
+    seconds: dict[str, float] = {}
+    used: set[str] = set()
+    outside: dict[str, int] = {}
+    for _, ev in store.history(study.id):
+        for stage, value in (ev.stage_seconds or {}).items():
+            seconds[stage] = seconds.get(stage, 0.0) + value
+        if ev.stage not in CASCADE:
+            outside[ev.stage or "?"] = outside.get(ev.stage or "?", 0) + 1
+            continue
+        index = CASCADE.index(ev.stage)
+        ended_at.append(index + 0.5 if ev.status == "done" else index)  # done: passed the last stage too
+        used.update(ev.stage_seconds or {})
+        used.add(ev.stage)
+    stages = [
+        FunnelStage(
+            stage,
+            reached=sum(end >= index for end in ended_at),
+            stopped=sum(end == index for end in ended_at),
+            seconds=seconds.get(stage, 0.0),
+        )
+        for index, stage in enumerate(CASCADE)
+        if stage in used
+    ]
+    return stages, outside
+
+
 def stage_funnel(store: Store, study: StudyRow) -> list[dict[str, Any]]:
     """Counts and worker seconds per (status, stage), in cascade order."""
     order = [

@@ -23,11 +23,19 @@ from search.algorithms import Algorithm, Proposal, Result, make_algorithm, signe
 from search.config import ConfigError, StudyConfig, parse_config
 from search.dispatch import Dispatcher, Job
 from search.store import CandidateRow, EvaluationRow, Store, StudyRow, utcnow
-from search.workers import WorkerPool, ensure_ray
+from search.workers import WorkerPool, cluster_capacity, ensure_ray
 from spaces import GenomeError, Space, genome_key, get_space
 
 # Consecutive proposals that were all duplicates before the runner decides the space is exhausted.
 MAX_CONSECUTIVE_DUPLICATES = 500
+
+
+@dataclass
+class FinalOutcome:
+    """What dedupe and the algorithms need of a finished evaluation."""
+
+    status: str
+    objectives: dict[str, float]
 
 
 @dataclass
@@ -38,6 +46,7 @@ class _Pending:
     genome: dict[str, Any]
     generation: int
     proposal_data: dict[str, Any] = field(default_factory=dict)
+    driver_stage_seconds: dict[str, float] = field(default_factory=dict)  # the fingerprint, timed by the driver
 
 
 def start_ray_for(config: StudyConfig, runs_dir: Path) -> bool:
@@ -47,22 +56,30 @@ def start_ray_for(config: StudyConfig, runs_dir: Path) -> bool:
 
 
 def make_pool(config: StudyConfig, workers: int | None = None) -> WorkerPool:
+    """A pool sized by ``workers`` (the CLI's), else the config's, else what the cluster holds now.
+
+    With ``resources.autoscale`` the pool starts at what the cluster holds (capped by the worker count, if given)
+    and follows the cluster as nodes join and leave.
+    """
     res = config.resources
-    if workers is None:
-        workers = res.workers
-    if workers is None:
-        cpus = ray.cluster_resources().get("CPU", 1.0)
-        workers = max(1, int(cpus // res.cpus_per_worker))
-    in_flight = res.max_in_flight or 2 * workers
-    queue = max(1, math.ceil(in_flight / workers))
+    limit = res.workers if workers is None else workers
+    capacity = cluster_capacity(res.cpus_per_worker, res.gpus_per_worker)
+    if res.autoscale:
+        size = capacity if limit is None else min(capacity, limit)
+    else:
+        size = capacity if limit is None else limit
+    in_flight = res.max_in_flight or 2 * size
+    queue = max(1, math.ceil(in_flight / size))
     return WorkerPool(
-        workers,
+        size,
         config.space.kind,
         config.space.options,
         config.evaluator.model_dump(),
         num_cpus=res.cpus_per_worker,
         num_gpus=res.gpus_per_worker,
         queue_per_worker=queue,
+        autoscale=res.autoscale,
+        max_size=limit,
     )
 
 
@@ -124,7 +141,8 @@ class StudyRunner:
         """Rebuild algorithm state and the dedupe maps from the stored history, in finishing order."""
         self.by_key: dict[str, int] = {}
         self.by_fingerprint: dict[str, int] = {}
-        self.final: dict[int, EvaluationRow] = {}
+        self.final: dict[int, FinalOutcome] = {}
+        self.best: float | None = None
         self.waiting_duplicates: dict[int, list[tuple[int, int, _Pending]]] = {}
         self.finished = 0
         self.counts: dict[str, int] = {}
@@ -142,7 +160,8 @@ class StudyRunner:
             self.counts[ev.status] = self.counts.get(ev.status, 0) + 1
             if ev.status != "duplicate":
                 self.finished += 1
-                self.final[cand.id] = ev
+                self.final[cand.id] = FinalOutcome(ev.status, ev.objectives)
+                self._note_best(ev.status, ev.objectives)
             self.algorithm.tell(self._result(cand, ev))
         for cand, _ in self.store.unfinished(self.study.id):
             self._remember(cand)
@@ -172,7 +191,7 @@ class StudyRunner:
                 ev.id,
                 self._payload(cand.genome),
                 attempt=ev.attempt + 1,
-                context=_Pending(cand.id, cand.genome, cand.generation, cand.proposal or {}),
+                context=_Pending(cand.id, cand.genome, cand.generation, cand.proposal or {}, ev.stage_seconds or {}),
             )
             for cand, ev in self.store.unfinished(self.study.id)
         )
@@ -193,7 +212,12 @@ class StudyRunner:
         try:
             infos = self.worker_infos = pool.start()
             self.store.log_event(self.study.id, "workers", f"{len(infos)} workers ready", workers=infos)
-            dispatcher = Dispatcher(pool, self.config.evaluator.timeout_seconds, self.config.resources.max_attempts)
+            dispatcher = Dispatcher(
+                pool,
+                self.config.evaluator.timeout_seconds,
+                self.config.resources.max_attempts,
+                on_workers_started=self._log_workers_started,
+            )
             self.dispatcher = dispatcher
             with self._progress() as self.progress:
                 self.task = self.progress.add_task(
@@ -241,6 +265,10 @@ class StudyRunner:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _log_workers_started(self, infos: list[dict[str, Any]]) -> None:
+        """Actors that came up mid-study: replacements for lost ones, or new ones on nodes that joined."""
+        self.store.log_event(self.study.id, "workers", f"{len(infos)} more workers ready", workers=infos)
 
     # -- JobSource --------------------------------------------------------------------------------
     def stopping(self) -> bool:
@@ -302,7 +330,9 @@ class StudyRunner:
         if original is not None:
             self._record_duplicate(candidate, original, "same canonical form as candidate", proposal)
             return None
+        started = time.perf_counter()
         fp = self._fingerprint(genome)
+        stage_seconds = {"fingerprint": time.perf_counter() - started} if fp is not None else {}
         candidate["fingerprint"] = fp
         if fp is not None and fp in self.by_fingerprint:
             self._record_duplicate(
@@ -310,13 +340,20 @@ class StudyRunner:
                 self.by_fingerprint[fp],
                 "functionally equivalent (same outputs on the fingerprint points) to candidate",
                 proposal,
+                stage_seconds,
             )
             return None
         now = utcnow()
         cand_id, ev_id = self.store.add_candidate_with_evaluation(
             self.study.id,
             candidate,
-            {"status": "running", "seed": self.config.seed, "queued_at": now, "started_at": now},
+            {
+                "status": "running",
+                "seed": self.config.seed,
+                "queued_at": now,
+                "started_at": now,
+                "stage_seconds": stage_seconds,
+            },
         )
         self.by_key[candidate["key"]] = cand_id
         if fp is not None:
@@ -324,7 +361,7 @@ class StudyRunner:
         return Job(
             ev_id,
             self._payload(genome),
-            context=_Pending(cand_id, genome, proposal.generation, proposal.data),
+            context=_Pending(cand_id, genome, proposal.generation, proposal.data, stage_seconds),
         )
 
     def _describe(self, genome: dict[str, Any]) -> str:
@@ -362,8 +399,18 @@ class StudyRunner:
             Result(cand_id, candidate["genome"], candidate["generation"], status, {}, candidate["proposal"])
         )
 
-    def _record_duplicate(self, candidate: dict[str, Any], original_id: int, why: str, proposal: Proposal) -> None:
-        """A duplicate costs no training: it reuses the original's outcome (now, or when the original finishes)."""
+    def _record_duplicate(
+        self,
+        candidate: dict[str, Any],
+        original_id: int,
+        why: str,
+        proposal: Proposal,
+        stage_seconds: dict[str, float] | None = None,
+    ) -> None:
+        """A duplicate costs no training: it reuses the original's outcome (now, or when the original finishes).
+
+        ``stage_seconds`` holds the driver's fingerprint time; ``seconds`` (worker time) stays 0.
+        """
         original = self.final.get(original_id)
         now = utcnow()
         candidate["duplicate_of"] = original_id
@@ -378,6 +425,7 @@ class StudyRunner:
                 "started_at": now,
                 "finished_at": now,
                 "seconds": 0.0,
+                "stage_seconds": stage_seconds or {},
                 "objectives": original.objectives if original else {},
                 "metrics": {"original_status": original.status} if original else {},
             },
@@ -389,7 +437,7 @@ class StudyRunner:
         else:
             self._tell_duplicate(pending, original)
 
-    def _tell_duplicate(self, pending: _Pending, original: EvaluationRow) -> None:
+    def _tell_duplicate(self, pending: _Pending, original: FinalOutcome) -> None:
         self.algorithm.tell(
             Result(
                 pending.candidate_id,
@@ -402,7 +450,9 @@ class StudyRunner:
         )
 
     def on_dispatch(self, job: Job, worker: str) -> None:
-        self.store.update_evaluation(job.evaluation_id, status="running", worker=worker, attempt=job.attempt)
+        # A new job's row was inserted as running; the worker is written with the result (one write fewer).
+        if job.attempt > 1:
+            self.store.update_evaluation(job.evaluation_id, status="running", worker=worker, attempt=job.attempt)
 
     def on_result(self, job: Job, result: dict[str, Any]) -> None:
         out = result["outcome"]
@@ -418,7 +468,7 @@ class StudyRunner:
             objectives=objectives,
             metrics=_json_safe(out["metrics"]),
             seconds=out["seconds"],
-            stage_seconds=out["stage_seconds"],
+            stage_seconds={**job.context.driver_stage_seconds, **out["stage_seconds"]},
             worker=result["worker"],
             started_at=_from_epoch(result["started"]),
             finished_at=_from_epoch(result["finished"]),
@@ -430,14 +480,9 @@ class StudyRunner:
     def _finish(self, job: Job, **values: Any) -> None:
         self.store.update_evaluation(job.evaluation_id, attempt=job.attempt, **values)
         pending: _Pending = job.context
-        ev = EvaluationRow(
-            id=job.evaluation_id,
-            candidate_id=pending.candidate_id,
-            status=values["status"],
-            objectives=values["objectives"],
-            stage=values["stage"],
-        )
+        ev = FinalOutcome(values["status"], values["objectives"])
         self.final[pending.candidate_id] = ev
+        self._note_best(ev.status, ev.objectives)
         self.finished += 1
         self._count(values["status"])
         self.algorithm.tell(
@@ -477,7 +522,8 @@ class StudyRunner:
         )
 
     def _refresh_progress(self) -> None:
-        best = self._best_so_far()
+        first = self.objectives[0]
+        best = "-" if self.best is None else f"{first.name}={self.best:.4g}"
         minutes = max((time.time() - self.run_started) / 60, 1e-9)
         line = (
             f"done {self.counts.get('done', 0)} rejected {self.counts.get('rejected', 0)} "
@@ -486,14 +532,14 @@ class StudyRunner:
         )
         self.progress.update(self.task, completed=self.finished, study=self.study.name, line=line)
 
-    def _best_so_far(self) -> str:
+    def _note_best(self, status: str, objectives: dict[str, float]) -> None:
+        """Track the best first-objective value incrementally (the progress line shows it)."""
         first = self.objectives[0]
-        values = [ev.objectives.get(first.name) for ev in self.final.values() if ev.status == "done"]
-        values = [v for v in values if v is not None]
-        if not values:
-            return "-"
-        best = max(values) if first.direction == "max" else min(values)
-        return f"{first.name}={best:.4g}"
+        value = objectives.get(first.name)
+        if status != "done" or value is None:
+            return
+        if self.best is None or (value > self.best if first.direction == "max" else value < self.best):
+            self.best = value
 
     def _resolve_seeds(self) -> list[tuple[str, dict[str, Any]]]:
         """Config seeds are names of the space's seeds, or genomes in the space's text form."""

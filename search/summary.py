@@ -7,8 +7,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from search.results import baselines, objectives_of, pareto_front, scored_candidates, stage_funnel, top_k
+from search.results import (
+    Scored,
+    baselines,
+    objectives_of,
+    pareto_front,
+    rejection_funnel,
+    scored_candidates,
+    top_k,
+)
 from search.store import Store, StudyRow
+
+PARETO_ROWS = 20  # the front table shows at most this many members, best first by the first objective
 
 
 def _fmt(value: object) -> str:
@@ -21,6 +31,41 @@ def evaluations_per_minute(store: Store, study: StudyRow) -> float:
     return finished / (study.active_seconds / 60) if study.active_seconds else 0.0
 
 
+def _candidate_table(title: str, rows: list[Scored], names: list[str]) -> Table:
+    """One row per candidate: id (and baseline name), formula, objectives."""
+    table = Table(title=title)
+    table.add_column("id", justify="right")
+    table.add_column("formula")
+    for n in names:
+        table.add_column(n, justify="right")
+    for s in rows:
+        label = f"{s.candidate.id} ({s.candidate.seed_name})" if s.candidate.seed_name else str(s.candidate.id)
+        table.add_row(label, s.candidate.formula, *(_fmt(s.evaluation.objectives.get(n)) for n in names))
+    return table
+
+
+def _funnel_table(store: Store, study: StudyRow) -> tuple[Table, str]:
+    """The rejection funnel in cascade order, and a line for evaluations that ended outside it."""
+    stages, outside = rejection_funnel(store, study)
+    full = next((s for s in stages if s.stage == "full"), None)
+    table = Table(title="Rejection funnel (cheapest stage first; stopped = rejected, failed or duplicate there)")
+    for col in ("stage", "reached", "stopped", "stopped %", "seconds", "s / evaluation", "x full training"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for s in stages:
+        ratio = s.seconds_each / full.seconds_each if full and full.seconds_each else None
+        table.add_row(
+            s.stage,
+            str(s.reached),
+            str(s.stopped),
+            f"{100 * s.stopped / s.reached:.1f}" if s.reached else "-",
+            f"{s.seconds:.1f}",
+            f"{s.seconds_each:.3g}",
+            "-" if ratio is None else f"{ratio:.2g}",
+        )
+    note = ", ".join(f"{stage} {n}" for stage, n in sorted(outside.items()))
+    return table, (f"ended outside the cascade: {note}" if note else "")
+
+
 def print_summary(
     console: Console, store: Store, study: StudyRow, export_manifest: Path | None = None, top: int = 5
 ) -> None:
@@ -29,21 +74,13 @@ def print_summary(
     names = [o.name for o in objectives]
     scored = scored_candidates(store, study)
 
-    table = Table(title=f"Top {top} of study {study.name!r} (by {names[0]})")
-    table.add_column("id", justify="right")
-    table.add_column("formula")
-    for n in names:
-        table.add_column(n, justify="right")
-    for s in top_k(scored, top):
-        table.add_row(str(s.candidate.id), s.candidate.formula, *(_fmt(s.evaluation.objectives.get(n)) for n in names))
-    console.print(table)
+    console.print(_candidate_table(f"Top {top} of study {study.name!r} (by {names[0]})", top_k(scored, top), names))
 
     if len(objectives) > 1:
         front = pareto_front(scored)
-        console.print(
-            f"Pareto front over {', '.join(names)}: {len(front)} candidates: "
-            + ", ".join(f"c{s.candidate.id}" for s in front[:20])
-        )
+        shown = f", best {PARETO_ROWS} shown" if len(front) > PARETO_ROWS else ""
+        title = f"Pareto front over {', '.join(names)}: {len(front)} of {len(scored)} candidates{shown}"
+        console.print(_candidate_table(title, front[:PARETO_ROWS], names))
 
     base = Table(title="Baselines evaluated in the same study")
     base.add_column("seed")
@@ -54,12 +91,10 @@ def print_summary(
         base.add_row(cand.seed_name or "", ev.status, *(_fmt(ev.objectives.get(n)) for n in names))
     console.print(base)
 
-    funnel = Table(title="Evaluations by status and stage")
-    for col in ("status", "stage", "count", "worker seconds"):
-        funnel.add_column(col, justify="right" if col in ("count", "worker seconds") else "left")
-    for row in stage_funnel(store, study):
-        funnel.add_row(row["status"], row["stage"], str(row["count"]), f"{row['seconds']:.1f}")
+    funnel, outside = _funnel_table(store, study)
     console.print(funnel)
+    if outside:
+        console.print(outside)
 
     counts = store.count_by_status(study.id)
     console.print(

@@ -6,6 +6,7 @@ They never open the store.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -14,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import RayError
 
 # Set before Ray starts anywhere in this process (driver, CLI, tests): no login token, no usage stats.
 RAY_ENV_DEFAULTS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+# After the first actor is up, how long the pool's start waits for the others before work begins without them.
+START_GRACE_SECONDS = 60.0
 
 
 def ensure_ray(address: str | None, object_store_memory_mb: int, tmpdir: str | Path) -> bool:
@@ -65,11 +70,20 @@ class EvaluationWorker:
         config = EvaluatorConfig.model_validate(evaluator_config)
         torch.set_num_threads(config.threads)
         device = "cpu"
+        self.gpu: dict[str, Any] = {}
         if config.device != "cpu" and ray.get_gpu_ids() and torch.cuda.is_available():
+            # Ray sets CUDA_VISIBLE_DEVICES to the GPU(s) it assigned this actor, so "cuda" is that GPU.
             device = "cuda"
-            if 0 < gpu_fraction < 1:
+            memory_fraction = min(gpu_fraction, 1.0)
+            if memory_fraction < 1:
                 # Fractional GPUs are bookkeeping in Ray; cap this process's share of the memory ourselves.
-                torch.cuda.set_per_process_memory_fraction(gpu_fraction)
+                torch.cuda.set_per_process_memory_fraction(memory_fraction)
+            self.gpu = {
+                "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
+                "gpu_name": torch.cuda.get_device_name(),
+                "gpu_memory_fraction": memory_fraction,
+                "amp": config.amp,
+            }
         elif config.device == "cuda":
             raise RuntimeError("evaluator.device is 'cuda' but this worker was given no GPU; set gpus_per_worker")
         self.evaluator = make_evaluator(get_space(space_kind, **space_options), config, device=device)
@@ -82,6 +96,7 @@ class EvaluationWorker:
             "host": self.host,
             "node_id": self.node_id,
             "pid": os.getpid(),
+            **self.gpu,
             **self.evaluator.info(),
         }
 
@@ -98,18 +113,42 @@ class EvaluationWorker:
         }
 
 
+class WorkerStartError(RuntimeError):
+    """No worker could start: the cluster lacks what one worker asks for, or the worker's constructor fails."""
+
+
+def cluster_capacity(num_cpus: float, num_gpus: float = 0.0) -> int:
+    """How many workers of this size the cluster's live nodes hold in total (at least one)."""
+    total = ray.cluster_resources()
+    fits = [math.floor(total.get("CPU", 0.0) / num_cpus + 1e-9)] if num_cpus > 0 else []
+    if num_gpus > 0:
+        fits.append(math.floor(total.get("GPU", 0.0) / num_gpus + 1e-9))
+    return max(1, min(fits)) if fits else 1
+
+
 @dataclass
 class Slot:
-    """One actor and the jobs queued on it, oldest first."""
+    """One actor and the jobs queued on it, oldest first. It gets jobs only once its constructor has run."""
 
     name: str
     actor: Any
+    ready_ref: Any  # ObjectRef of the actor's info(): resolves when the actor is up
     jobs: list[Any] = field(default_factory=list)  # ObjectRefs in dispatch order
-    idle_since: float = field(default_factory=time.time)
+    info: dict[str, Any] | None = None  # set when ready
+
+    @property
+    def ready(self) -> bool:
+        return self.info is not None
 
 
 class WorkerPool:
-    """Creates, replaces and tracks actors; the runner decides what runs where."""
+    """Creates, replaces and tracks actors; the dispatcher decides what runs where.
+
+    A replacement actor (or one added for a new node) only gets jobs once it is up, so an actor that cannot be
+    placed yet (its node is gone and the cluster has no free CPU/GPU) holds no work. With ``autoscale`` the pool
+    follows the cluster: it adds actors when nodes join and drops surplus actors that cannot be placed when nodes
+    leave, up to ``max_size``.
+    """
 
     def __init__(
         self,
@@ -120,29 +159,54 @@ class WorkerPool:
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
         queue_per_worker: int = 2,
+        autoscale: bool = False,
+        max_size: int | None = None,
+        start_timeout: float = 300.0,
+        rescale_seconds: float = 2.0,
     ):
         self.size = size
         self.queue_per_worker = queue_per_worker
+        self.autoscale = autoscale
+        self.max_size = max_size
+        self.start_timeout = start_timeout
+        self.rescale_seconds = rescale_seconds
         self._args = (space_kind, space_options, evaluator_config)
         self._options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_restarts": 0, "max_task_retries": 0}
         self._gpu_fraction = num_gpus
         self._counter = 0
+        self._last_rescale = 0.0
+        self._failed_starts = 0  # actor constructions in a row that died before the actor was up
+        self._none_up_since: float | None = None  # since when no actor has been up (all lost or starting)
         self.slots: list[Slot] = []
 
-    def start(self, timeout: float = 300.0) -> list[dict[str, Any]]:
-        """Start all actors and wait until each has built its evaluator (a bad config fails here, once)."""
+    def start(self) -> list[dict[str, Any]]:
+        """Start the actors and wait until they have built their evaluators (a bad config fails here, once).
+
+        Waits up to ``start_timeout`` for the first actor and up to START_GRACE_SECONDS for the rest; actors still
+        waiting for a node then (the Ray autoscaler is adding one) keep starting and take work once they are up.
+        Returns the infos of the actors that are up.
+        """
         self.slots = [self._new_slot() for _ in range(self.size)]
-        return ray.get([s.actor.info.remote() for s in self.slots], timeout=timeout)
+        refs = [s.ready_ref for s in self.slots]
+        first, _ = ray.wait(refs, num_returns=1, timeout=self.start_timeout)
+        if not first:
+            raise WorkerStartError(self._no_worker_message(self.start_timeout))
+        done = set(ray.wait(refs, num_returns=len(refs), timeout=START_GRACE_SECONDS)[0])
+        for slot in self.slots:
+            if slot.ready_ref in done:
+                slot.info = ray.get(slot.ready_ref)  # a constructor error (a bad config) raises here
+        self._last_rescale = time.time()
+        return [s.info for s in self.slots if s.info is not None]
 
     def _new_slot(self) -> Slot:
         self._counter += 1
         name = f"worker-{self._counter}"
         actor = EvaluationWorker.options(**self._options).remote(name, *self._args, gpu_fraction=self._gpu_fraction)
-        return Slot(name, actor)
+        return Slot(name, actor, actor.info.remote())
 
     def free_slot(self) -> Slot | None:
-        """The least loaded actor with room in its queue."""
-        open_slots = [s for s in self.slots if len(s.jobs) < self.queue_per_worker]
+        """The least loaded actor that is up and has room in its queue."""
+        open_slots = [s for s in self.slots if s.ready and len(s.jobs) < self.queue_per_worker]
         return min(open_slots, key=lambda s: len(s.jobs)) if open_slots else None
 
     def submit(self, slot: Slot, job: dict[str, Any]) -> Any:
@@ -153,18 +217,84 @@ class WorkerPool:
     def replace(self, slot: Slot) -> list[Any]:
         """Kill an actor (dead or hung) and start a fresh one in its place; returns the refs it held."""
         lost = list(slot.jobs)
-        try:
-            ray.kill(slot.actor, no_restart=True)
-        except Exception:  # noqa: BLE001 - already dead is fine
-            pass
-        index = self.slots.index(slot)
-        self.slots[index] = self._new_slot()
+        _kill(slot.actor)
+        self.slots[self.slots.index(slot)] = self._new_slot()
         return lost
+
+    def maintain(self) -> list[dict[str, Any]]:
+        """Notice actors that came up, restart ones that died while starting, follow the cluster's size.
+
+        Returns the infos of actors that came up since the last call. Raises WorkerStartError when no actor has
+        been up for ``start_timeout`` seconds, or actors keep dying in their constructor.
+        """
+        started = self._collect_started()
+        if self.autoscale and time.time() - self._last_rescale >= self.rescale_seconds:
+            self._rescale()
+        if any(s.ready for s in self.slots):
+            self._none_up_since = None
+        else:
+            self._none_up_since = self._none_up_since or time.time()
+            waited = time.time() - self._none_up_since
+            if waited > self.start_timeout:
+                raise WorkerStartError(self._no_worker_message(waited))
+        return started
+
+    def wait_for_start(self, timeout: float) -> None:
+        """Block up to ``timeout`` seconds for a starting actor to come up (when nothing else can happen)."""
+        starting = [s.ready_ref for s in self.slots if not s.ready]
+        if starting:
+            ray.wait(starting, num_returns=1, timeout=timeout)
+        else:
+            time.sleep(timeout)
+
+    def _collect_started(self) -> list[dict[str, Any]]:
+        starting = {s.ready_ref: s for s in self.slots if not s.ready}
+        if not starting:
+            return []
+        done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
+        started = []
+        for ref in done:
+            slot = starting[ref]
+            try:
+                slot.info = ray.get(ref)
+            except RayError as exc:  # its node went away while it started, or its constructor raised
+                self._failed_starts += 1
+                if self._failed_starts > max(3, len(self.slots)):
+                    raise WorkerStartError(f"workers keep dying while they start; last: {exc}") from None
+                self.replace(slot)
+                continue
+            self._failed_starts = 0
+            started.append(slot.info)
+        return started
+
+    def _rescale(self) -> None:
+        self._last_rescale = time.time()
+        target = cluster_capacity(self._options["num_cpus"], self._options["num_gpus"])
+        if self.max_size is not None:
+            target = min(target, self.max_size)
+        while len(self.slots) < target:
+            self.slots.append(self._new_slot())
+        surplus = len(self.slots) - target
+        for slot in [s for s in self.slots if not s.ready and not s.jobs][:surplus]:
+            _kill(slot.actor)
+            self.slots.remove(slot)
+
+    def _no_worker_message(self, waited: float) -> str:
+        cpus, gpus = self._options["num_cpus"], self._options["num_gpus"]
+        wanted = f"{cpus:g} CPU" + (f" and {gpus:g} GPU" if gpus else "")
+        return (
+            f"no worker could start for {waited:.0f} s: no node of the Ray cluster has {wanted} free for one "
+            "(check `ray status`; lower resources.cpus_per_worker / gpus_per_worker or add nodes)"
+        )
 
     def shutdown(self) -> None:
         for slot in self.slots:
-            try:
-                ray.kill(slot.actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - already dead is fine
-                pass
+            _kill(slot.actor)
         self.slots = []
+
+
+def _kill(actor: Any) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # noqa: BLE001 - already dead is fine
+        pass
