@@ -93,8 +93,12 @@ def test_sigkilled_driver_resumes_to_exactly_its_budget(ray_address: str, tmp_pa
     path = _write(tmp_path, config)
     db = tmp_path / "store.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen([LAYERFORGE, "launch", str(path), "--address", ray_address, "--no-progress"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    driver = subprocess.Popen(
+        [LAYERFORGE, "launch", str(path), "--address", ray_address, "--no-progress"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and (not db.exists() or _finished_count(db, "crash") < 8):
         assert driver.poll() is None, driver.stderr.read().decode()
@@ -103,12 +107,20 @@ def test_sigkilled_driver_resumes_to_exactly_its_budget(ray_address: str, tmp_pa
     driver.wait()
     store = Store(f"sqlite:///{db}")
     study = store.get_study("crash")
-    before = {c.id: (e.status, e.objectives) for c, e in store.evaluations(study.id)
-              if e.status in ("done", "rejected", "failed")}
+    before = {
+        c.id: (e.status, e.objectives)
+        for c, e in store.evaluations(study.id)
+        if e.status in ("done", "rejected", "failed")
+    }
     assert 8 <= len(before) < 24
 
-    resumed = subprocess.run([LAYERFORGE, "resume", "crash", "--db", f"sqlite:///{db}", "--address", ray_address,
-                              "--no-progress"], env=env, capture_output=True, text=True, timeout=240)
+    resumed = subprocess.run(
+        [LAYERFORGE, "resume", "crash", "--db", f"sqlite:///{db}", "--address", ray_address, "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert resumed.returncode == 0, resumed.stderr
     rows = store.evaluations(study.id)
     final = [(c, e) for c, e in rows if e.status in ("done", "rejected", "failed")]
@@ -119,3 +131,43 @@ def test_sigkilled_driver_resumes_to_exactly_its_budget(ray_address: str, tmp_pa
     assert all(after[cid] == value for cid, value in before.items()), "a finished evaluation was lost or changed"
     assert store.get_study("crash").status == "finished"
     assert "Top 5" in resumed.stdout
+
+
+def test_ctrl_c_stops_dispatching_and_resume_finishes(ray_address: str, tmp_path: Path) -> None:
+    config = study_config("interrupted", tmp_path, budget={"evaluations": 16})
+    config["evaluator"]["synthetic"] = {"seconds": 0.5}
+    path = _write(tmp_path, config)
+    db = tmp_path / "store.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(
+        [LAYERFORGE, "launch", str(path), "--address", ray_address, "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and (not db.exists() or _finished_count(db, "interrupted") < 4):
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 0, err
+    assert "stopping" in err
+    store = Store(f"sqlite:///{db}")
+    study = store.get_study("interrupted")
+    assert study.status == "stopped"
+    stopped_at = _finished_count(db, "interrupted")
+    assert 4 <= stopped_at < 16
+    statuses = {e.status for _, e in store.evaluations(study.id)}
+    assert statuses <= {"done", "pending", "duplicate"}, statuses  # in-flight work was left pending, not lost
+
+    resumed = subprocess.run(
+        [LAYERFORGE, "resume", "interrupted", "--db", f"sqlite:///{db}", "--address", ray_address, "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert _finished_count(db, "interrupted") == 16
+    assert store.get_study("interrupted").status == "finished"
