@@ -23,7 +23,7 @@ from evaluators.fingerprint import fingerprint_or_none
 from evaluators.outcome import Outcome
 from evaluators.registry import Dataset, get_dataset
 from evaluators.training import NonFiniteLoss, metric_names, train_proxy
-from spaces import Genome, Space
+from spaces import Genome, GenomeError, Space
 
 # Metrics over all proxies, usable as objectives without an @proxy suffix.
 AGGREGATE_METRICS = ("mean_val_acc", "total_train_seconds")
@@ -83,7 +83,10 @@ class ProxyEvaluator(Evaluator):
             names.add("mean_val_acc")
         return names
 
-    def evaluate(self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True) -> Outcome:
+    def evaluate(
+        self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True, full: bool = True
+    ) -> Outcome:
+        """``full=False`` runs the rejection stages only (the funnel benchmark): "done" means it passed them all."""
         start = time.perf_counter()
         metrics: dict[str, Any] = {}
         stage_seconds: dict[str, float] = {}
@@ -101,22 +104,24 @@ class ProxyEvaluator(Evaluator):
             )
 
         try:
-            for stage in self._stage_names(cascade):
+            for stage in self._stage_names(cascade, full):
                 stage_start = time.perf_counter()
                 try:
                     self._run_stage(stage, genome, seed, steps, metrics)
                 finally:
                     stage_seconds[stage] = time.perf_counter() - stage_start
-            objectives = {objective.name: float(metrics[objective.name]) for objective in self.config.objectives}
+            objectives = {o.name: float(metrics[o.name]) for o in self.config.objectives} if full else {}
             check_finite_objectives(objectives)
         except (Rejected, NonFiniteLoss) as exc:
             return outcome("rejected", str(exc))
+        except GenomeError as exc:  # valid on its own, but not for this task's sizes (e.g. layernorm on 1 input)
+            return outcome("rejected", f"does not build for this task: {exc}")
         except Exception as exc:
             return outcome("failed", one_line(exc))
         return outcome("done", objectives=objectives)
 
-    def _stage_names(self, cascade: bool) -> list[str]:
-        """The enabled stages, cheapest first; ``full`` always runs last."""
+    def _stage_names(self, cascade: bool, full: bool = True) -> list[str]:
+        """The enabled stages, cheapest first; ``full`` runs last unless left out."""
         rejection = self.config.rejection
         enabled = {
             "static": rejection.static.enabled,
@@ -124,7 +129,7 @@ class ProxyEvaluator(Evaluator):
             "stability": rejection.stability.enabled,
             "quality_gate": rejection.quality_gate.enabled,
         }
-        return [name for name, on in enabled.items() if cascade and on] + ["full"]
+        return [name for name, on in enabled.items() if cascade and on] + (["full"] if full else [])
 
     def _run_stage(self, stage: str, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any]) -> None:
         """Run one stage, recording its metrics as it goes (so a rejection keeps what was measured)."""
@@ -156,7 +161,14 @@ class ProxyEvaluator(Evaluator):
         for name, proxy in self.proxies.items():
             dataset = self.datasets[name]
             result = train_proxy(
-                self.space, genome, dataset, proxy, seed=proxy.seed + seed, steps=gate.steps, device=self.torch_device
+                self.space,
+                genome,
+                dataset,
+                proxy,
+                seed=proxy.seed + seed,
+                steps=gate.steps,
+                device=self.torch_device,
+                amp=self.config.amp,
             )
             metrics.update({f"gate_{metric}@{name}": value for metric, value in result.items()})
             check_quality_gate(name, dataset, result, gate)
@@ -173,6 +185,7 @@ class ProxyEvaluator(Evaluator):
                 seed=proxy.seed + seed,
                 steps=proxy.steps if steps is None else steps,
                 device=self.torch_device,
+                amp=self.config.amp,
             )
             metrics.update({f"{metric}@{name}": value for metric, value in result.items()})
             total_seconds += result["train_seconds"]

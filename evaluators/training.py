@@ -7,6 +7,7 @@ scoped to one call, so the same seed gives the same metrics and the worker's glo
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +23,11 @@ from evaluators.registry import Dataset, get_arch
 from spaces import Genome, Space
 
 DIAGNOSTIC_BATCH = 512
+LATENCY_BATCH = 256
+LATENCY_REPEATS = 5
 _EVAL_CHUNK = 2048
 _TASK_METRICS = {"classification": ("val_acc", "val_loss"), "regression": ("val_rmse", "val_loss")}
-_COMMON_METRICS = ("train_loss", "train_seconds", "steps", "params", "act_params")
+_COMMON_METRICS = ("train_loss", "train_seconds", "steps", "params", "act_params", "latency_ms")
 _DIAGNOSTICS = ("act_zero_fraction", "act_dead_fraction", "act_max_ratio")
 
 
@@ -69,16 +72,21 @@ def train_proxy(
     seed: int,
     steps: int,
     device: torch.device,
+    amp: bool = False,
 ) -> dict[str, float]:
-    """Build, train with Adam for ``steps`` batches and evaluate one proxy; raises NonFiniteLoss on divergence."""
+    """Build, train with Adam for ``steps`` batches and evaluate one proxy; raises NonFiniteLoss on divergence.
+
+    ``amp`` trains under bfloat16 autocast on CUDA (faster, less memory); validation stays float32.
+    """
     with seeded(seed, device):
         model = build_model(space, genome, dataset, proxy, device)
         optimizer = torch.optim.Adam(model.parameters(), lr=proxy.lr, weight_decay=proxy.weight_decay)
         start = time.perf_counter()
-        losses = _train(model, optimizer, dataset, steps=steps, batch_size=proxy.batch_size, seed=seed)
+        losses = _train(model, optimizer, dataset, steps=steps, batch_size=proxy.batch_size, seed=seed, amp=amp)
         train_seconds = time.perf_counter() - start
         metrics = evaluate_model(model, dataset)
         metrics.update(activation_diagnostics(model, dataset.x_val[:DIAGNOSTIC_BATCH]))
+        metrics["latency_ms"] = forward_latency_ms(model, dataset.x_val[:LATENCY_BATCH])
     tail = losses[-max(1, len(losses) // 10) :]
     metrics.update(
         train_loss=sum(tail) / len(tail),
@@ -91,10 +99,19 @@ def train_proxy(
 
 
 def _train(
-    model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, *, steps: int, batch_size: int, seed: int
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    dataset: Dataset,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    amp: bool = False,
 ) -> list[float]:
     model.train()
     x, y = dataset.x_train, dataset.y_train
+    # bfloat16 has float32's range, so no loss scaling is needed; CPU runs the same config in float32.
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda")
     n = len(x)
     batch_size = min(batch_size, n)
     order_rng = torch.Generator().manual_seed(seed)
@@ -105,7 +122,8 @@ def _train(
             order, position = torch.randperm(n, generator=order_rng), 0
         index = order[position : position + batch_size].to(x.device)
         position += batch_size
-        loss = task_loss(dataset, model(x[index]), y[index])
+        with autocast:
+            loss = task_loss(dataset, model(x[index]), y[index])
         value = loss.item()
         if not math.isfinite(value):
             raise NonFiniteLoss(f"training loss became {value} at step {step} of {steps}")
@@ -135,10 +153,31 @@ def evaluate_model(model: nn.Module, dataset: Dataset) -> dict[str, float]:
     return {"val_loss": val_loss, "val_rmse": math.sqrt(val_loss) if val_loss >= 0 else math.nan}
 
 
-def _units(activation: torch.Tensor) -> torch.Tensor:
-    """(units, samples): a unit is a feature of a 2-D output, a channel of a larger one."""
+@torch.no_grad()
+def forward_latency_ms(model: nn.Module, x: torch.Tensor, repeats: int = LATENCY_REPEATS) -> float:
+    """Median eval-mode forward time on one fixed batch, after a warm-up call (the latency objective)."""
+    model.eval()
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    model(x)
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        model(x)
+        sync()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def _units(activation: torch.Tensor, layout: str) -> torch.Tensor:
+    """(units, samples): a unit is a feature of a 2-D output, a channel of a larger one.
+
+    Channels are dim 1 in layout "nchw" and the last dim of (N, L, C) tokens in layout "nlc".
+    """
     if activation.dim() <= 2:
         return activation.reshape(len(activation), -1).T
+    if layout == "nlc":
+        return activation.reshape(-1, activation.shape[-1]).T
     return activation.transpose(0, 1).reshape(activation.shape[1], -1)
 
 
@@ -150,9 +189,11 @@ def activation_diagnostics(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
     ``act_max_ratio``: max |a| / median of the non-zero |a| (zeros excluded so sparse activations stay finite).
     All are 0 for a model without slots.
     """
-    outputs: list[torch.Tensor] = []
+    outputs: list[tuple[torch.Tensor, str]] = []
     hooks = [
-        slot.register_forward_hook(lambda _module, _inputs, output: outputs.append(output.detach().float()))
+        slot.register_forward_hook(
+            lambda module, _inputs, output: outputs.append((output.detach().float(), module.layout))
+        )
         for slot in candidate_slots(model)
     ]
     model.eval()
@@ -163,10 +204,10 @@ def activation_diagnostics(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
             hook.remove()
     zeros = elements = dead = units = 0
     max_ratio = 0.0
-    for activation in outputs:
+    for activation, layout in outputs:
         zeros += int((activation == 0).sum())
         elements += activation.numel()
-        per_unit = _units(activation)
+        per_unit = _units(activation, layout)
         spread = per_unit.amax(dim=1) - per_unit.amin(dim=1)
         scale = per_unit.abs().amax(dim=1).clamp_min(1.0)
         dead += int((spread <= 1e-6 * scale).sum())

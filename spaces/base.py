@@ -42,6 +42,9 @@ class Space(ABC):
 
     kind: ClassVar[str]
     version: ClassVar[int] = 1
+    #: True where a genome is a whole network sized by the task: ``build`` and ``to_source`` then take the
+    #: task's ``in_features`` (flat input size) and ``out_features``, and exports pass the study's sizes.
+    task_sized: ClassVar[bool] = False
 
     @abstractmethod
     def sample(self, rng: np.random.Generator) -> Genome:

@@ -260,3 +260,15 @@ def test_selectable_harden_and_compact_export(tmp_path) -> None:
     rebuilt = space.build(hard_genome, in_features=2, out_features=1)
     rebuilt.load_state_dict(hard_model.state_dict())
     torch.testing.assert_close(rebuilt(x), hard_model(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["afkan_quad1", "afkan_sum", "afkan_prod"])
+def test_afkan_basis_saves_only_its_inputs_for_backward(family: str) -> None:
+    """The memory-lean AF-KAN keeps x, s and e for backward, never a (B, in, K) intermediate."""
+    basis = BASES[family](16, 5, 3, -1.0, 1.0)
+    x = torch.randn(64, 16, requires_grad=True)
+    saved: list[torch.Size] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        phi = basis(x)
+    assert phi.shape == (64, 16, 8)
+    assert sorted(saved) == sorted([x.shape, basis.starts.shape, basis.ends.shape])

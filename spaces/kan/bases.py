@@ -254,9 +254,13 @@ class MorletBasis(_Wavelet):
 class _AFKAN(nn.Module):
     """AF-KAN: A = silu(x - s_j), B = silu(e_j - x) with learnable s, e per input and basis, K = G + k.
 
-    s, e start at the ReLU-KAN spans (k + 1 cells each); subclasses combine A and B. silu(-z) tends to 0,
-    so every form is local inside the grid; outside it each form says what it does.
+    s, e start at the ReLU-KAN spans (k + 1 cells each); subclasses combine A and B (``combine``) and give its
+    partial derivatives (``slopes``). silu(-z) tends to 0, so every form is local inside the grid; outside it
+    each form says what it does. Memory-lean: autograd keeps only x, s and e; the backward pass recomputes A
+    and B in row chunks, so no (B, in, K) intermediate outlives its chunk (plain autograd kept four or five).
     """
+
+    chunk_elements = 1 << 18
 
     def __init__(self, in_features: int, grid_size: int, order: int, lo: float, hi: float):
         super().__init__()
@@ -268,8 +272,59 @@ class _AFKAN(nn.Module):
         self.scale = 16.0 / ((order + 1) * h) ** 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(-1)
-        return self.combine(F.silu(x - self.starts), F.silu(self.ends - x))
+        if torch.jit.is_scripting():  # TorchScript has no autograd.Function: plain autograd there
+            x = x.unsqueeze(-1)
+            return self.combine(F.silu(x - self.starts), F.silu(self.ends - x))
+        return self.lean(x)
+
+    @torch.jit.unused
+    def lean(self, x: torch.Tensor) -> torch.Tensor:
+        return self.Lean.apply(x, self.starts, self.ends, self)
+
+    def rows(self, x: torch.Tensor) -> int:
+        """Rows of the flattened batch per chunk: about ``chunk_elements`` basis values."""
+        return max(1, self.chunk_elements // max(1, x.shape[-1] * self.num_basis))
+
+    class Lean(torch.autograd.Function):
+        """phi = combine(silu(x - s), silu(e - x)), saving only its inputs for the backward pass."""
+
+        @staticmethod
+        def forward(ctx, x, starts, ends, basis):
+            ctx.save_for_backward(x, starts, ends)
+            ctx.basis = basis
+            flat = x.reshape(-1, x.shape[-1])
+            out = flat.new_empty(flat.shape[0], flat.shape[1], basis.num_basis)
+            step = basis.rows(flat)
+            for i in range(0, flat.shape[0], step):
+                xk = flat[i : i + step].unsqueeze(-1)
+                out[i : i + step] = basis.combine(F.silu(xk - starts), F.silu(ends - xk))
+            return out.reshape(*x.shape, basis.num_basis)
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, grad):
+            x, starts, ends = ctx.saved_tensors
+            basis = ctx.basis
+            flat = x.reshape(-1, x.shape[-1])
+            grad = grad.reshape(flat.shape[0], flat.shape[1], -1)
+            grad_x = torch.empty_like(flat) if ctx.needs_input_grad[0] else None
+            grad_s = torch.zeros_like(starts)
+            grad_e = torch.zeros_like(ends)
+            step = basis.rows(flat)
+            for i in range(0, flat.shape[0], step):
+                xk = flat[i : i + step].unsqueeze(-1)
+                u, v = xk - starts, ends - xk
+                su, sv = torch.sigmoid(u), torch.sigmoid(v)
+                da, db = basis.slopes(u * su, v * sv)
+                g = grad[i : i + step]
+                ga = g * da * (su * (1 + u * (1 - su)))  # d phi / d u, silu'(u) = s (1 + u (1 - s))
+                gb = g * db * (sv * (1 + v * (1 - sv)))  # d phi / d v
+                grad_s -= ga.sum(0)
+                grad_e += gb.sum(0)
+                if grad_x is not None:
+                    grad_x[i : i + step] = (ga - gb).sum(-1)
+            grad_x = grad_x.reshape(x.shape) if grad_x is not None else None
+            return grad_x, grad_s, grad_e, None
 
 
 @register_basis("afkan_quad1")
@@ -282,6 +337,10 @@ class AFKANQuad1Basis(_AFKAN):
         ab = a * b
         return ab * ab * self.scale
 
+    def slopes(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ab2 = a * b * (2 * self.scale)
+        return ab2 * b, ab2 * a
+
 
 @register_basis("afkan_sum")
 class AFKANSumBasis(_AFKAN):
@@ -292,6 +351,10 @@ class AFKANSumBasis(_AFKAN):
     def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a + b
 
+    def slopes(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        one = torch.ones_like(a)
+        return one, one
+
 
 @register_basis("afkan_prod")
 class AFKANProdBasis(_AFKAN):
@@ -301,6 +364,9 @@ class AFKANProdBasis(_AFKAN):
 
     def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a * b
+
+    def slopes(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return b, a
 
 
 @register_basis("mlp")

@@ -20,13 +20,12 @@ _HEADER = '''"""{title}
 
 {summary}
 
-Exported by LayerForge; needs only torch. Load trained weights saved next to this file with:
+Exported by LayerForge; needs only torch. Inputs are (batch, in_features). Load trained weights saved next to
+this file with:
 
-    model = {class_name}()
+    model = {constructor}
     model.load_state_dict(torch.load("{class_name}.pt", weights_only=True))
-"""
-
-from __future__ import annotations
+{harden_note}"""
 
 {imports}
 import torch
@@ -102,6 +101,15 @@ def network_source(
     blocks += [_class_source(c) for c in dict.fromkeys(layer_classes)]
     widths = ["in_features", *map(str, hidden), "out_features"]
     calls = "".join(f"                {layer_call(spec, widths[i], widths[i + 1])},\n" for i, spec in enumerate(specs))
+    harden = (
+        "\n\n    def harden(self) -> None:\n"
+        '        """After training: each selectable layer keeps one family per node (a compact, faster network)."""\n'
+        "        for i, layer in enumerate(self.layers):\n"
+        "            if isinstance(layer, SelectableKANLayer):\n"
+        "                self.layers[i] = layer.harden()"
+        if any(spec["family"] == "selectable" for spec in specs)
+        else ""
+    )
     default_in = "" if in_features is None else f" = {in_features}"
     default_out = "" if out_features is None else f" = {out_features}"
     blocks.append(
@@ -117,13 +125,17 @@ def network_source(
         "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
         "        for layer in self.layers:\n"
         "            x = layer(x)\n"
-        "        return x"
+        "        return x" + harden
     )
     body = "\n\n\n".join(blocks) + "\n"
+    sized = None not in (in_features, out_features)
+    note = "\nSelectable layers: train the mixture, then model.harden() keeps one family per node.\n"
     header = _HEADER.format(
         title=f"{class_name}: a Kolmogorov-Arnold network found by LayerForge.",
         summary=summary,
         class_name=class_name,
+        constructor=f"{class_name}()" if sized else f"{class_name}(in_features, out_features)",
+        harden_note=note if harden else "",
         imports="import math\n" if "math." in body else "",
     )
     return header + "\n\n" + body

@@ -186,6 +186,7 @@ class KanSpace(Space):
 
     kind = "kan"
     version = 1
+    task_sized = True
 
     def __init__(
         self,
