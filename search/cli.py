@@ -230,7 +230,6 @@ def dashboard(
 ) -> None:
     """Serve the Streamlit dashboard over the store, read-only: it never locks or changes a running study."""
     import importlib.util
-    import subprocess
     import sys
 
     url = _db(db)
@@ -247,12 +246,9 @@ def dashboard(
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
     console.print(f"dashboard on http://{host}:{port} (store {url}, read-only); Ctrl-C stops it")
-    process = subprocess.Popen(command, env={**os.environ, "LAYERFORGE_DB": url})
-    try:
-        code = process.wait()
-    except KeyboardInterrupt:
-        code = process.wait()
-    raise typer.Exit(code)
+    sys.stdout.flush()
+    # Become the Streamlit server, so Ctrl-C and SIGTERM reach it directly and no child outlives this command.
+    os.execve(sys.executable, command, {**os.environ, "LAYERFORGE_DB": url})
 
 
 def main() -> None:

@@ -1,0 +1,172 @@
+"""Candidate: formula, the layer drawn, lineage, metrics per proxy, re-ranking, and the exported module."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, layers, queries, state
+from search.results import mean_std
+from search.store import CandidateRow, EvaluationRow, StoreError, StudyRow
+from spaces import GenomeError
+
+
+def pick_candidate() -> int | None:
+    wanted = state.query_int("id")
+    chosen = st.number_input("Candidate id", min_value=1, value=wanted, step=1, key="candidate_id")
+    if chosen is None:
+        st.info("Enter a candidate id, or open one from a study's Pareto front or candidates table.")
+        return None
+    st.query_params["id"] = str(int(chosen))
+    return int(chosen)
+
+
+def search_evaluation(candidate_id: int) -> EvaluationRow | None:
+    rows = queries.evaluations_of(state.store(), [candidate_id], "search")
+    return rows[-1] if rows else None
+
+
+def header(study: StudyRow, cand: CandidateRow, ev: EvaluationRow | None) -> None:
+    st.title(f"Candidate {cand.id}" + (f" ({cand.seed_name})" if cand.seed_name else ""))
+    st.page_link(state.PAGES["study"], label=f"study {study.name}", query_params={"study": study.name})
+    cols = st.columns(5)
+    cols[0].metric("status", ev.status if ev else "-")
+    cols[1].metric("stage", (ev.stage or "-") if ev else "-")
+    cols[2].metric("origin", cand.origin)
+    cols[3].metric("generation", cand.generation)
+    cols[4].metric("worker seconds", state.fmt(ev.seconds if ev else None, 2))
+    if ev and ev.reason:
+        st.warning(ev.reason)
+    if cand.duplicate_of:
+        st.page_link(
+            state.PAGES["candidate"],
+            label=f"duplicate of {cand.duplicate_of}",
+            query_params={"id": str(cand.duplicate_of)},
+        )
+    if ev and ev.objectives:
+        st.write(" · ".join(f"**{k}** {state.fmt(v)}" for k, v in sorted(ev.objectives.items())))
+
+
+def layer_view(study: StudyRow, cand: CandidateRow) -> None:
+    space = layers.space_of(study)
+    st.subheader("Formula")
+    st.code(layers.formula(space, cand.genome, "text"), language=None, wrap_lines=True)
+    latex = layers.formula(space, cand.genome, "latex")
+    if latex:
+        st.latex(latex)
+    try:
+        space.validate(cand.genome)
+    except GenomeError as exc:
+        st.warning(f"This genome does not validate, so it cannot be drawn: {exc}")
+        return
+    if study.space == "activation":
+        series = [(f"c{cand.id}", *layers.activation_curve(space, cand.genome), "solid")]
+        series.append(("ReLU", *layers.relu_curve(), "dot"))
+        parent = layers.first_parent(state.store(), cand)
+        if parent is not None:
+            series.append((f"parent c{parent.id}", *layers.activation_curve(space, parent.genome), "dash"))
+        st.plotly_chart(charts.curves(series, layers.grid()), key="activation_plot", width="stretch")
+    elif study.space == "normact":
+        st.subheader("Graph")
+        st.graphviz_chart(layers.graph_dot(space, cand.genome))
+    elif study.space == "kan":
+        st.subheader("Layers")
+        st.dataframe(pd.DataFrame(layers.kan_layers(cand.genome)), hide_index=True, key="kan_layers")
+
+
+def lineage(study: StudyRow, cand: CandidateRow) -> None:
+    st.subheader("Lineage")
+    chain = queries.ancestors(state.store(), cand)
+    if not chain:
+        st.caption(f"No ancestors: this candidate came from {cand.origin}.")
+        return
+    evaluations = {e.candidate_id: e for e in queries.evaluations_of(state.store(), [c.id for c in chain], "search")}
+    names = [o["name"] for o in study.objectives]
+    rows = []
+    for c in chain:
+        ev = evaluations.get(c.id)
+        row = {
+            "candidate": c.id,
+            "generation": c.generation,
+            "origin": c.origin,
+            "mutation": c.mutation_op,
+            "status": ev.status if ev else None,
+            "formula": c.formula,
+        }
+        row.update({n: (ev.objectives.get(n) if ev else None) for n in names})
+        rows.append(row)
+    st.caption(f"Produced by **{cand.mutation_op or cand.origin}** from {', '.join(f'c{p}' for p in cand.parents)}.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="lineage_table")
+
+
+def metrics(ev: EvaluationRow | None) -> None:
+    st.subheader("Metrics per proxy")
+    table = layers.metrics_by_proxy(ev.metrics if ev else {})
+    if not table:
+        st.caption("No metrics recorded.")
+        return
+    st.dataframe(pd.DataFrame.from_dict(table, orient="index").sort_index(), key="metrics_table")
+
+
+def rerank(study: StudyRow, cand: CandidateRow) -> None:
+    store = state.store()
+    relu = queries.seed_candidate(store, study.id, "relu")
+    ids = [cand.id] + ([relu.id] if relu is not None and relu.id != cand.id else [])
+    done = [e for e in queries.evaluations_of(store, ids, "rerank") if e.status == "done"]
+    if not any(e.candidate_id == cand.id for e in done):
+        return
+    st.subheader("Re-ranking")
+    rows = []
+    for cid in ids:
+        label = f"c{cid}" if cid == cand.id else "relu"
+        for steps in sorted({e.steps or 0 for e in done if e.candidate_id == cid}):
+            runs = [e for e in done if e.candidate_id == cid and (e.steps or 0) == steps]
+            for name in sorted({k for e in runs for k in e.objectives}):
+                mean, std = mean_std([e.objectives[name] for e in runs if name in e.objectives])
+                rows.append(
+                    {
+                        "label": label,
+                        "steps": steps or "search",
+                        "objective": name,
+                        "mean": mean,
+                        "std": std,
+                        "n": sum(name in e.objectives for e in runs),
+                    }
+                )
+    frame = pd.DataFrame(rows)
+    st.plotly_chart(charts.rerank_bars(frame), key="rerank_chart", width="stretch")
+    st.dataframe(frame, hide_index=True, key="rerank_table")
+
+
+def download(cand: CandidateRow) -> None:
+    try:
+        file_name, source = state.exported_module(state.db_url(), cand.id)
+    except Exception as exc:  # noqa: BLE001 - a genome the space cannot export is shown, not fatal
+        st.error(f"Cannot export this candidate: {exc}")
+        return
+    st.download_button(f"Download {file_name}", source, file_name=file_name, mime="text/x-python", key="download")
+    with st.expander("Exported module"):
+        st.code(source, language="python")
+
+
+candidate_id = pick_candidate()
+if candidate_id is None:
+    st.stop()
+try:
+    candidate = state.store().get_candidate(candidate_id)
+except StoreError as exc:
+    st.error(str(exc))
+    st.stop()
+owner = next(s for s in state.studies() if s.id == candidate.study_id)
+evaluation = search_evaluation(candidate.id)
+header(owner, candidate, evaluation)
+layer_view(owner, candidate)
+st.page_link(
+    state.PAGES["compare"],
+    label="Compare with its parent" if candidate.parents else "Compare",
+    query_params={"ids": ",".join(str(i) for i in [candidate.id, *candidate.parents[:1]])},
+)
+download(candidate)
+lineage(owner, candidate)
+metrics(evaluation)
+rerank(owner, candidate)

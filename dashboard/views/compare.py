@@ -1,0 +1,95 @@
+"""Compare: two to four candidates side by side (formulas, the layers drawn, objectives and metrics)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, layers, queries, state
+from search.store import CandidateRow, StudyRow
+from spaces import GenomeError
+
+MIN_CANDIDATES, MAX_CANDIDATES = 2, 4
+
+
+def pick_ids() -> list[int]:
+    text = st.text_input(
+        "Candidate ids (2 to 4, comma separated)", value=st.query_params.get("ids", ""), key="compare_ids"
+    )
+    ids = []
+    for part in text.replace(" ", "").split(","):
+        if part.isdigit() and int(part) not in ids:
+            ids.append(int(part))
+    st.query_params["ids"] = ",".join(map(str, ids))
+    return ids
+
+
+def drawable(study: StudyRow, cand: CandidateRow) -> bool:
+    try:
+        layers.space_of(study).validate(cand.genome)
+    except GenomeError:
+        return False
+    return True
+
+
+def column(study: StudyRow, cand: CandidateRow) -> None:
+    space = layers.space_of(study)
+    st.page_link(state.PAGES["candidate"], label=f"Candidate {cand.id}", query_params={"id": str(cand.id)})
+    st.caption(f"study {study.name} · {cand.origin}" + (f" ({cand.seed_name})" if cand.seed_name else ""))
+    st.code(layers.formula(space, cand.genome, "text"), language=None, wrap_lines=True)
+    latex = layers.formula(space, cand.genome, "latex")
+    if latex:
+        st.latex(latex)
+    if not drawable(study, cand):
+        return
+    if study.space == "normact":
+        st.graphviz_chart(layers.graph_dot(space, cand.genome))
+    elif study.space == "kan":
+        st.dataframe(pd.DataFrame(layers.kan_layers(cand.genome)), hide_index=True, key=f"kan_{cand.id}")
+
+
+def metric_table(chosen: list[tuple[StudyRow, CandidateRow]]) -> pd.DataFrame:
+    evaluations = {
+        e.candidate_id: e for e in queries.evaluations_of(state.store(), [c.id for _, c in chosen], "search")
+    }
+    columns = {}
+    for _, cand in chosen:
+        ev = evaluations.get(cand.id)
+        values: dict[str, object] = {"status": ev.status if ev else None, "stage": ev.stage if ev else None}
+        if ev is not None:
+            values.update({f"objective {k}": v for k, v in sorted(ev.objectives.items())})
+            for metric, by_proxy in sorted(layers.metrics_by_proxy(ev.metrics).items()):
+                values.update({f"{metric}@{proxy}": v for proxy, v in by_proxy.items()})
+        columns[f"c{cand.id}"] = values
+    return pd.DataFrame(columns).astype(str)
+
+
+st.title("Compare")
+ids = pick_ids()
+if not MIN_CANDIDATES <= len(ids) <= MAX_CANDIDATES:
+    st.info(f"Enter {MIN_CANDIDATES} to {MAX_CANDIDATES} candidate ids, e.g. `12, 40`.")
+    st.stop()
+found = queries.candidates_by_id(state.store(), ids)
+missing = [i for i in ids if i not in found]
+if missing:
+    st.error(f"No candidate with id {', '.join(map(str, missing))} in this store.")
+    st.stop()
+studies = {s.id: s for s in state.studies()}
+chosen = [(studies[found[i].study_id], found[i]) for i in ids]
+for (study, cand), col in zip(chosen, st.columns(len(chosen)), strict=True):
+    with col:
+        column(study, cand)
+
+curves = [
+    (f"c{cand.id}", *layers.activation_curve(layers.space_of(study), cand.genome), "solid")
+    for study, cand in chosen
+    if study.space == "activation" and drawable(study, cand)
+]
+if curves:
+    st.plotly_chart(
+        charts.curves([*curves, ("ReLU", *layers.relu_curve(), "dot")], layers.grid()),
+        key="compare_plot",
+        width="stretch",
+    )
+st.subheader("Objectives and metrics")
+st.dataframe(metric_table(chosen), key="compare_metrics")

@@ -1,0 +1,177 @@
+"""Study: live progress, best-so-far curves, Pareto front, candidates, rejection funnel, workers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import analysis, charts, queries, state
+from search.store import StudyRow, utcnow
+
+
+def pick_study() -> StudyRow | None:
+    studies = state.studies()
+    if not studies:
+        st.info("No studies in this store yet. Start one with `layerforge launch configs/quickstart.yaml`.")
+        return None
+    names = [s.name for s in studies]
+    wanted = st.query_params.get("study")
+    index = names.index(wanted) if wanted in names else len(names) - 1
+    name = st.selectbox("Study", names, index=index, key="study_name")
+    st.query_params["study"] = name
+    return studies[names.index(name)]
+
+
+def live_panel(study: StudyRow) -> None:
+    """Everything that moves while the study runs; re-run on its own every few seconds."""
+    study = state.study_named(study.name) or study
+    log = state.evaluation_log(study)
+    counts = state.status_counts_by_study(state.db_url()).get(study.id, {})
+    finished = sum(counts.get(s, 0) for s in queries.FINISHED)
+    hours = queries.active_seconds(state.store(), study, utcnow()) / 3600
+    cols = st.columns(7)
+    budget = f" / {study.budget_evaluations}" if study.budget_evaluations else ""
+    cols[0].metric("status", study.status)
+    cols[1].metric("finished", f"{finished}{budget}")
+    cols[2].metric("done", counts.get("done", 0))
+    cols[3].metric("rejected", counts.get("rejected", 0))
+    cols[4].metric("failed", counts.get("failed", 0))
+    cols[5].metric("in flight", counts.get("running", 0) + counts.get("pending", 0))
+    cols[6].metric("evaluations/hour", f"{finished / hours:.0f}" if hours > 0 else "-")
+    if study.budget_evaluations:
+        st.progress(min(1.0, finished / study.budget_evaluations))
+
+    objectives = study.objectives
+    done = analysis.scored(log, objectives)
+    if done.empty:
+        st.info(
+            "No candidate has finished with all objectives yet"
+            + (": every one so far failed or was rejected." if finished else ".")
+        )
+        return
+    x = st.radio("Best so far against", ["evaluation", "minutes"], horizontal=True, key="curve_x")
+    start = pd.Timestamp(study.started_at) if study.started_at else None
+    st.plotly_chart(charts.best_so_far(done, objectives, x, start), key="best_curve", width="stretch")
+
+    front = analysis.pareto_front(done, objectives)
+    axes = [o["name"] for o in objectives] + ["seconds"]
+    left, right = st.columns(2)
+    x_axis = left.selectbox("x axis", axes, index=len(axes) - 1 if len(objectives) == 1 else 0, key="pareto_x")
+    y_axis = right.selectbox("y axis", axes, index=0 if len(objectives) == 1 else 1, key="pareto_y")
+    cloud = analysis.sample(done, charts.MAX_CLOUD_POINTS)
+    seeds = done[done["candidate"].isin(queries.seed_ids(state.store(), study.id))]
+    shown = sorted(set(cloud["candidate"]) | set(front["candidate"]) | set(seeds["candidate"]))
+    labels = queries.labels(state.store(), [int(i) for i in shown])
+    event = st.plotly_chart(
+        charts.pareto_scatter(cloud, front, seeds, labels, x_axis, y_axis, len(done)),
+        key="pareto",
+        on_select="rerun",
+        selection_mode="points",
+        width="stretch",
+    )
+    points = event.selection.points if event else []
+    if points:
+        state.open_candidate(int(points[0]["customdata"]))
+    st.plotly_chart(charts.distributions(done, objectives), key="distributions", width="stretch")
+
+
+def candidates_tab(study: StudyRow) -> None:
+    names = tuple(o["name"] for o in study.objectives)
+    url = state.db_url()
+    c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+    statuses = c1.multiselect(
+        "status", ["done", "rejected", "failed", "duplicate", "running", "pending"], key="tbl_status"
+    )
+    stages = c2.multiselect("stage", state.distinct_stages(url, study.id), key="tbl_stage")
+    sort = c3.selectbox("sort by", ["id", *names, "seconds"], key="tbl_sort")
+    descending = c4.toggle("descending", value=True, key="tbl_desc")
+    f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
+    objective = f1.selectbox("filter objective", ["(none)", *names], key="tbl_obj")
+    low = f2.number_input("min", value=None, key="tbl_min", format="%.4f")
+    high = f3.number_input("max", value=None, key="tbl_max", format="%.4f")
+    page_size = 50
+    page = int(f4.number_input("page", min_value=1, value=1, step=1, key="tbl_page")) - 1
+    tq = queries.TableQuery(
+        statuses=tuple(statuses),
+        stages=tuple(stages),
+        objective=None if objective == "(none)" else objective,
+        min_value=low,
+        max_value=high,
+        sort=sort,
+        descending=descending,
+        page=page,
+        page_size=page_size,
+    )
+    rows, total = state.candidate_table(url, study.id, names, tq)
+    first = page * page_size
+    st.caption(
+        f"{total:,} candidates match; showing {min(first + 1, total):,}-{min(first + len(rows), total):,} "
+        f"(page {page + 1} of {max(1, -(-total // page_size)):,}). Select a row to open the candidate."
+    )
+    event = st.dataframe(
+        rows, hide_index=True, key="candidates_table", on_select="rerun", selection_mode="single-row", height=420
+    )
+    if event.selection.rows:
+        state.open_candidate(int(rows["candidate"].iloc[event.selection.rows[0]]))
+
+
+def funnel_tab(study: StudyRow) -> None:
+    url = state.db_url()
+    stages = state.stage_rows(url, study.id)
+    if not stages:
+        st.info("No evaluation has finished yet.")
+        return
+    st.plotly_chart(charts.funnel(stages), key="funnel", width="stretch")
+    st.dataframe(pd.DataFrame(stages), hide_index=True, key="funnel_table")
+    st.subheader("By reason")
+    reasons = state.reason_funnel(url, study.id)
+    if reasons.empty:
+        st.caption("Nothing was rejected, failed or deduplicated.")
+    else:
+        st.dataframe(
+            reasons,
+            hide_index=True,
+            key="reason_table",
+            column_config={"seconds": st.column_config.NumberColumn(format="%.1f")},
+        )
+
+
+def workers_tab(study: StudyRow) -> None:
+    url = state.db_url()
+    usage = state.worker_usage(url, study.id)
+    if usage.empty:
+        st.info("No evaluation has run on a worker yet.")
+        return
+    st.dataframe(
+        usage,
+        hide_index=True,
+        key="worker_table",
+        column_config={
+            "utilization": st.column_config.ProgressColumn(
+                "utilization", min_value=0.0, max_value=1.0, format="percent"
+            ),
+            "busy_seconds": st.column_config.NumberColumn("busy seconds", format="%.1f"),
+        },
+    )
+    runs = state.recent_runs(url, study.id)
+    st.plotly_chart(charts.worker_timeline(runs, pd.Timestamp(utcnow())), key="timeline", width="stretch")
+
+
+st.title("Study")
+chosen = pick_study()
+if chosen is None:
+    st.stop()
+st.caption(
+    f"space **{chosen.space}** · algorithm **{chosen.algorithm}** · objectives "
+    + ", ".join(f"{o['name']} ({o.get('direction', 'max')})" for o in chosen.objectives)
+    + f" · seed {chosen.seed}"
+)
+live = st.fragment(live_panel, run_every=state.REFRESH_SECONDS if chosen.status == "running" else None)
+live(chosen)
+candidates, funnel, workers = st.tabs(["Candidates", "Rejection funnel", "Workers"])
+with candidates:
+    candidates_tab(chosen)
+with funnel:
+    funnel_tab(chosen)
+with workers:
+    workers_tab(chosen)
