@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install quickstart test test-all lint bench
+.PHONY: install system-deps quickstart test test-all lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Browser and database servers for the dashboard and PostgreSQL tests (apt-get; skipped when present).
+system-deps:
+	sh scripts/install_system_deps.sh
+
 quickstart: $(STAMP)
 	$(BIN)/layerforge launch configs/quickstart.yaml --name quickstart-$$(date +%Y%m%d-%H%M%S)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/pytest -m "not slow" -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) system-deps
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
