@@ -296,23 +296,6 @@ class Store:
         self.write(lambda s: s.execute(update(StudyRow).where(StudyRow.id == study_id).values(**values)))
 
     # -- candidates and evaluations ---------------------------------------------------------------
-    def add_candidate(self, study_id: int, **values: Any) -> int:
-        def fn(s: Session) -> int:
-            row = CandidateRow(study_id=study_id, **values)
-            s.add(row)
-            s.flush()
-            return row.id
-
-        return self.write(fn)
-
-    def find_candidate(
-        self, study_id: int, *, key: str | None = None, fingerprint: str | None = None
-    ) -> CandidateRow | None:
-        """The first non-duplicate candidate with this key or fingerprint."""
-        q = select(CandidateRow).where(CandidateRow.study_id == study_id, CandidateRow.duplicate_of.is_(None))
-        q = q.where(CandidateRow.key == key) if key is not None else q.where(CandidateRow.fingerprint == fingerprint)
-        return self.read(lambda s: s.scalars(q.order_by(CandidateRow.id).limit(1)).first())
-
     def add_candidate_with_evaluation(
         self, study_id: int, candidate: dict[str, Any], evaluation: dict[str, Any]
     ) -> tuple[int, int]:
@@ -338,46 +321,28 @@ class Store:
     def update_evaluation(self, evaluation_id: int, **values: Any) -> None:
         self.write(lambda s: s.execute(update(EvaluationRow).where(EvaluationRow.id == evaluation_id).values(**values)))
 
-    def final_evaluation_of(self, candidate_id: int, purpose: str = "search") -> EvaluationRow | None:
+    def _search_rows(
+        self, study_id: int, statuses: tuple[str, ...], *order: Any
+    ) -> list[tuple[CandidateRow, EvaluationRow]]:
         q = (
-            select(EvaluationRow)
+            select(CandidateRow, EvaluationRow)
+            .join(EvaluationRow, EvaluationRow.candidate_id == CandidateRow.id)
             .where(
-                EvaluationRow.candidate_id == candidate_id,
-                EvaluationRow.purpose == purpose,
-                EvaluationRow.status.in_(("done", "rejected", "failed")),
+                EvaluationRow.study_id == study_id,
+                EvaluationRow.purpose == "search",
+                EvaluationRow.status.in_(statuses),
             )
-            .order_by(EvaluationRow.id.desc())
-            .limit(1)
+            .order_by(*order)
         )
-        return self.read(lambda s: s.scalars(q).first())
+        return self.read(lambda s: [(c, e) for c, e in s.execute(q).all()])
 
     def history(self, study_id: int) -> list[tuple[CandidateRow, EvaluationRow]]:
         """Search evaluations in the order they finished, joined with their candidates (for replay)."""
-        q = (
-            select(CandidateRow, EvaluationRow)
-            .join(EvaluationRow, EvaluationRow.candidate_id == CandidateRow.id)
-            .where(
-                EvaluationRow.study_id == study_id,
-                EvaluationRow.purpose == "search",
-                EvaluationRow.status.in_(FINAL_STATUSES),
-            )
-            .order_by(EvaluationRow.finished_at, EvaluationRow.id)
-        )
-        return self.read(lambda s: [(c, e) for c, e in s.execute(q).all()])
+        return self._search_rows(study_id, FINAL_STATUSES, EvaluationRow.finished_at, EvaluationRow.id)
 
     def unfinished(self, study_id: int) -> list[tuple[CandidateRow, EvaluationRow]]:
         """Evaluations left pending or running by a driver that stopped (to re-queue on resume)."""
-        q = (
-            select(CandidateRow, EvaluationRow)
-            .join(EvaluationRow, EvaluationRow.candidate_id == CandidateRow.id)
-            .where(
-                EvaluationRow.study_id == study_id,
-                EvaluationRow.purpose == "search",
-                EvaluationRow.status.in_(("pending", "running")),
-            )
-            .order_by(EvaluationRow.id)
-        )
-        return self.read(lambda s: [(c, e) for c, e in s.execute(q).all()])
+        return self._search_rows(study_id, ("pending", "running"), EvaluationRow.id)
 
     def count_by_status(self, study_id: int, purpose: str = "search") -> dict[str, int]:
         q = (

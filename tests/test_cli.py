@@ -87,22 +87,42 @@ def _finished_count(db: Path, name: str) -> int:
         ).fetchone()[0]
 
 
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _launch_until(config: dict, tmp_path: Path, ray_address: str, finished: int) -> subprocess.Popen:
+    """Start `layerforge launch` as its own process and return once `finished` evaluations are stored."""
+    db = tmp_path / "store.db"
+    driver = subprocess.Popen(
+        [LAYERFORGE, "launch", str(_write(tmp_path, config)), "--address", ray_address, "--no-progress"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and (not db.exists() or _finished_count(db, config["name"]) < finished):
+        assert driver.poll() is None, driver.stderr.read()
+        time.sleep(0.2)
+    return driver
+
+
+def _resume(name: str, tmp_path: Path, ray_address: str) -> subprocess.CompletedProcess:
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    return subprocess.run(
+        [LAYERFORGE, "resume", name, "--db", db, "--address", ray_address, "--no-progress"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
 def test_sigkilled_driver_resumes_to_exactly_its_budget(ray_address: str, tmp_path: Path) -> None:
     config = study_config("crash", tmp_path, budget={"evaluations": 24})
     config["evaluator"]["synthetic"] = {"seconds": 0.4}
-    path = _write(tmp_path, config)
     db = tmp_path / "store.db"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(
-        [LAYERFORGE, "launch", str(path), "--address", ray_address, "--no-progress"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and (not db.exists() or _finished_count(db, "crash") < 8):
-        assert driver.poll() is None, driver.stderr.read().decode()
-        time.sleep(0.2)
+    driver = _launch_until(config, tmp_path, ray_address, finished=8)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     store = Store(f"sqlite:///{db}")
@@ -114,13 +134,7 @@ def test_sigkilled_driver_resumes_to_exactly_its_budget(ray_address: str, tmp_pa
     }
     assert 8 <= len(before) < 24
 
-    resumed = subprocess.run(
-        [LAYERFORGE, "resume", "crash", "--db", f"sqlite:///{db}", "--address", ray_address, "--no-progress"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    resumed = _resume("crash", tmp_path, ray_address)
     assert resumed.returncode == 0, resumed.stderr
     rows = store.evaluations(study.id)
     final = [(c, e) for c, e in rows if e.status in ("done", "rejected", "failed")]
@@ -136,19 +150,8 @@ def test_sigkilled_driver_resumes_to_exactly_its_budget(ray_address: str, tmp_pa
 def test_ctrl_c_stops_dispatching_and_resume_finishes(ray_address: str, tmp_path: Path) -> None:
     config = study_config("interrupted", tmp_path, budget={"evaluations": 16})
     config["evaluator"]["synthetic"] = {"seconds": 0.5}
-    path = _write(tmp_path, config)
     db = tmp_path / "store.db"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(
-        [LAYERFORGE, "launch", str(path), "--address", ray_address, "--no-progress"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and (not db.exists() or _finished_count(db, "interrupted") < 4):
-        time.sleep(0.2)
+    driver = _launch_until(config, tmp_path, ray_address, finished=4)
     driver.send_signal(signal.SIGINT)
     out, err = driver.communicate(timeout=60)
     assert driver.returncode == 0, err
@@ -161,13 +164,7 @@ def test_ctrl_c_stops_dispatching_and_resume_finishes(ray_address: str, tmp_path
     statuses = {e.status for _, e in store.evaluations(study.id)}
     assert statuses <= {"done", "pending", "duplicate"}, statuses  # in-flight work was left pending, not lost
 
-    resumed = subprocess.run(
-        [LAYERFORGE, "resume", "interrupted", "--db", f"sqlite:///{db}", "--address", ray_address, "--no-progress"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    resumed = _resume("interrupted", tmp_path, ray_address)
     assert resumed.returncode == 0, resumed.stderr
     assert _finished_count(db, "interrupted") == 16
     assert store.get_study("interrupted").status == "finished"
