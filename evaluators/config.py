@@ -89,6 +89,7 @@ class EvaluatorConfig(Strict):
     fingerprint: Fingerprint = Field(default_factory=Fingerprint)
     synthetic: Synthetic = Field(default_factory=Synthetic)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False  # bfloat16 autocast for proxy training on CUDA (Ampere or newer); ignored on CPU
     threads: int = Field(1, ge=1)  # torch threads per worker
     timeout_seconds: float = Field(600.0, gt=0)  # per evaluation, enforced by the driver
 

@@ -5,6 +5,7 @@ set -eu
 
 PACKAGES="
 /usr/bin/chromium chromium
+/usr/lib/postgresql/15/bin/initdb postgresql
 "
 
 missing=""

@@ -69,8 +69,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-# The cascade, cheapest first: the driver's dedupe and fingerprint, then the worker's stages.
-CASCADE = ("static", "dedupe", "fingerprint", "numeric_probe", "stability", "quality_gate", "full")
+# The cascade in the order a candidate meets it: the driver's dedupe and fingerprint, then the worker's stages
+# (the driver's whitelist check of an invalid genome, which comes first, is recorded as "static" too).
+CASCADE = ("dedupe", "fingerprint", "static", "numeric_probe", "stability", "quality_gate", "full")
 
 
 @dataclass

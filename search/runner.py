@@ -59,11 +59,14 @@ def make_pool(config: StudyConfig, workers: int | None = None) -> WorkerPool:
     """A pool sized by ``workers`` (the CLI's), else the config's, else what the cluster holds now.
 
     With ``resources.autoscale`` the pool starts at what the cluster holds (capped by the worker count, if given)
-    and follows the cluster as nodes join and leave.
+    and follows the cluster as nodes join and leave. ``gpus_per_worker`` counts only if the cluster has a GPU now
+    (an autoscaling cluster should keep one GPU node up: min_workers 1 in ray_cluster.yaml).
     """
     res = config.resources
     limit = res.workers if workers is None else workers
-    capacity = cluster_capacity(res.cpus_per_worker, res.gpus_per_worker)
+    # CPU-only machines run GPU configs: with no GPU in the cluster the workers ask for none and train on CPU.
+    gpus = res.gpus_per_worker if ray.cluster_resources().get("GPU", 0.0) > 0 else 0.0
+    capacity = cluster_capacity(res.cpus_per_worker, gpus)
     if res.autoscale:
         size = capacity if limit is None else min(capacity, limit)
     else:
@@ -76,7 +79,7 @@ def make_pool(config: StudyConfig, workers: int | None = None) -> WorkerPool:
         config.space.options,
         config.evaluator.model_dump(),
         num_cpus=res.cpus_per_worker,
-        num_gpus=res.gpus_per_worker,
+        num_gpus=gpus,
         queue_per_worker=queue,
         autoscale=res.autoscale,
         max_size=limit,
@@ -208,6 +211,8 @@ class StudyRunner:
         )
         started_ray = start_ray_for(self.config, self.runs_dir)
         pool = make_pool(self.config, self.workers)
+        if self.config.resources.gpus_per_worker and not pool.num_gpus:
+            self.console.print("[yellow]no GPU in the Ray cluster: the workers train on CPU[/yellow]")
         previous_handler = self._install_sigint()
         try:
             infos = self.worker_infos = pool.start()

@@ -48,9 +48,12 @@ def _funnel_table(store: Store, study: StudyRow) -> tuple[Table, str]:
     """The rejection funnel in cascade order, and a line for evaluations that ended outside it."""
     stages, outside = rejection_funnel(store, study)
     full = next((s for s in stages if s.stage == "full"), None)
-    table = Table(title="Rejection funnel (cheapest stage first; stopped = rejected, failed or duplicate there)")
-    for col in ("stage", "reached", "stopped", "stopped %", "seconds", "s / evaluation", "x full training"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
+    table = Table(
+        title="Rejection funnel, cheapest stage first",
+        caption="stopped: rejected, failed or a duplicate there; x full: seconds each / one full training",
+    )
+    for col in ("stage", "reached", "stopped", "%", "seconds", "s each", "x full"):
+        table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for s in stages:
         ratio = s.seconds_each / full.seconds_each if full and full.seconds_each else None
         table.add_row(

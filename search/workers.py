@@ -172,7 +172,7 @@ class WorkerPool:
         self.rescale_seconds = rescale_seconds
         self._args = (space_kind, space_options, evaluator_config)
         self._options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_restarts": 0, "max_task_retries": 0}
-        self._gpu_fraction = num_gpus
+        self.num_gpus = num_gpus  # per actor; Ray assigns the GPU, the actor caps its memory to this share
         self._counter = 0
         self._last_rescale = 0.0
         self._failed_starts = 0  # actor constructions in a row that died before the actor was up
@@ -201,7 +201,7 @@ class WorkerPool:
     def _new_slot(self) -> Slot:
         self._counter += 1
         name = f"worker-{self._counter}"
-        actor = EvaluationWorker.options(**self._options).remote(name, *self._args, gpu_fraction=self._gpu_fraction)
+        actor = EvaluationWorker.options(**self._options).remote(name, *self._args, gpu_fraction=self.num_gpus)
         return Slot(name, actor, actor.info.remote())
 
     def free_slot(self) -> Slot | None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: one real Ray instance per test session, study configs, stores on real SQLite files."""
+"""Shared fixtures: one real Ray cluster per test session, a real PostgreSQL server, study configs."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.pg import POSTGRES_BIN_GLOB, PostgresServer, find_postgres_bin
+
+if TYPE_CHECKING:
+    from ray.cluster_utils import Cluster
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -16,16 +21,46 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
-    """The session's Ray instance (started once; short temp path because Ray's socket paths are length-limited)."""
+def ray_cluster() -> Iterator[Cluster]:
+    """The session's one Ray instance: a simulated cluster whose head node (4 CPUs) runs everything
+    unless a test adds nodes (tests/test_cluster.py). Short temp path: Ray's socket paths are length-limited."""
     import ray
+    from ray.cluster_utils import Cluster
 
     tmp = tempfile.mkdtemp(prefix="lfray", dir="/tmp")
+    os.makedirs(os.path.join(tmp, "ray"))  # the cluster writes its address file here
     os.environ["RAY_TMPDIR"] = tmp
-    ray.init(num_cpus=4, object_store_memory=128 * 1024 * 1024, include_dashboard=False, _temp_dir=tmp,
-             log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 4,
+            "object_store_memory": 128 * 1024 * 1024,
+            "include_dashboard": False,
+            "temp_dir": tmp,
+        },
+    )
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
     ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_cluster: Cluster) -> str:
+    """Address of the session's Ray instance, for runners and `layerforge --address` subprocesses."""
+    return ray_cluster.address
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server on a free loopback port for the session; each test takes its own database."""
+    bin_dir = find_postgres_bin()
+    if bin_dir is None:
+        pytest.skip(f"PostgreSQL server binaries not found ({POSTGRES_BIN_GLOB}); run scripts/install_system_deps.sh")
+    server = PostgresServer(bin_dir)
+    server.start()
+    yield server
+    server.stop()
 
 
 def study_config(name: str, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
