@@ -79,12 +79,18 @@ def test_bad_cli_arguments_exit_non_zero(tmp_path: Path, args: list[str], expect
 
 
 def _finished_count(db: Path, name: str) -> int:
+    """Finished search evaluations, read with plain sqlite3 as an outside observer; 0 before the tables exist."""
+    if not db.exists():
+        return 0
     with sqlite3.connect(db) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM evaluations e JOIN studies s ON s.id = e.study_id "
-            "WHERE s.name = ? AND e.purpose = 'search' AND e.status IN ('done', 'rejected', 'failed')",
-            (name,),
-        ).fetchone()[0]
+        try:
+            return conn.execute(
+                "SELECT count(*) FROM evaluations e JOIN studies s ON s.id = e.study_id "
+                "WHERE s.name = ? AND e.purpose = 'search' AND e.status IN ('done', 'rejected', 'failed')",
+                (name,),
+            ).fetchone()[0]
+        except sqlite3.OperationalError:  # the driver has created the file but not yet its tables
+            return 0
 
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -101,7 +107,7 @@ def _launch_until(config: dict, tmp_path: Path, ray_address: str, finished: int)
         text=True,
     )
     deadline = time.time() + 120
-    while time.time() < deadline and (not db.exists() or _finished_count(db, config["name"]) < finished):
+    while time.time() < deadline and _finished_count(db, config["name"]) < finished:
         assert driver.poll() is None, driver.stderr.read()
         time.sleep(0.2)
     return driver
