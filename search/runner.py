@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from evaluators.fingerprint import fingerprint as functional_fingerprint
+from evaluators.proxy import AGGREGATE_METRICS
 from evaluators.registry import get_arch, get_dataset
+from evaluators.training import metric_names
 from search.algorithms import Algorithm, Proposal, Result, make_algorithm, signed_values
 from search.config import ConfigError, StudyConfig, parse_config
 from search.dispatch import Dispatcher, Job
@@ -117,6 +119,15 @@ class StudyRunner:
             for proxy in config.evaluator.proxies:
                 get_dataset(proxy.dataset)
                 get_arch(proxy.arch)
+            known = set(AGGREGATE_METRICS) | {
+                m for task in ("classification", "regression") for m in metric_names(task)
+            }
+            for objective in self.objectives:
+                if objective.name.split("@")[0] not in known:
+                    raise ConfigError(
+                        f"evaluator.objectives: {objective.name!r} names no metric a proxy reports; "
+                        f"metrics: {', '.join(sorted(known))} (as metric@proxy)"
+                    )
 
     # -- set-up -----------------------------------------------------------------------------------
     @classmethod

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError
 
 # Set before Ray starts anywhere in this process (driver, CLI, tests): no login token, no usage stats.
 RAY_ENV_DEFAULTS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -194,7 +194,11 @@ class WorkerPool:
         done = set(ray.wait(refs, num_returns=len(refs), timeout=START_GRACE_SECONDS)[0])
         for slot in self.slots:
             if slot.ready_ref in done:
-                slot.info = ray.get(slot.ready_ref)  # a constructor error (a bad config) raises here
+                try:
+                    slot.info = ray.get(slot.ready_ref)
+                except RayActorError as exc:  # the constructor failed: a bad evaluator config, once for all
+                    cause = str(exc.__cause__ or exc).strip().splitlines()[-1]
+                    raise WorkerStartError(f"workers could not start: {cause}") from None
         self._last_rescale = time.time()
         return [s.info for s in self.slots if s.info is not None]
 

@@ -44,6 +44,19 @@ def _invoke(*args: str) -> tuple[int, str]:
         (lambda c: c["store"].update(url="postgresql://nobody@127.0.0.1:9/none"), "store"),
         (lambda c: c["store"].update(url="not a url"), "not a database URL"),
         (lambda c: c["space"].update(seeds=["relu", "wibble(x)"]), "wibble"),
+        (
+            lambda c: c.update(
+                evaluator={
+                    "proxies": [{"name": "mlp", "arch": "mlp", "dataset": "digits"}],
+                    "objectives": [{"name": "val_acurracy@mlp"}],
+                }
+            ),
+            "'val_acurracy@mlp' names no metric",
+        ),
+        (
+            lambda c: c.update(evaluator={"proxies": [{"name": "mlp", "arch": "transformer", "dataset": "digits"}]}),
+            "unknown architecture 'transformer'",
+        ),
     ],
 )
 def test_bad_config_exits_with_one_clear_message(tmp_path: Path, mutate, expected: str) -> None:
