@@ -16,11 +16,16 @@ from spaces import Genome, Space
 
 
 class CandidateSlot(nn.Module):
-    """One use of the candidate layer inside a proxy model; training hooks these for activation diagnostics."""
+    """One use of the candidate layer inside a proxy model; training hooks these for activation diagnostics.
 
-    def __init__(self, layer: nn.Module):
+    ``layout`` says where the units of the slot's output are: "nchw" (dim 1: features or channels) or
+    "nlc" (the last dim: the channels of (N, L, C) tokens).
+    """
+
+    def __init__(self, layer: nn.Module, layout: str = "nchw"):
         super().__init__()
         self.layer = layer
+        self.layout = layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)

@@ -17,6 +17,7 @@ from spaces import Genome, GenomeError, Space
 
 # |d output / d x| at or below this counts as flat (no learning signal through the candidate there).
 FLAT_GRADIENT = 1e-6
+PROJECTION_SEED = 0  # seeds the fixed random signs the probe's output is projected on
 
 
 class Rejected(Exception):
@@ -50,6 +51,16 @@ def _where(mask: torch.Tensor, grid: torch.Tensor) -> str:
     return f"{count} of {mask.numel()} values"
 
 
+def random_signs(shape: torch.Size) -> torch.Tensor:
+    """Fixed random +-1 weights: the probe differentiates ``sum(signs * y)`` rather than ``sum(y)``.
+
+    For an elementwise layer this changes no gradient's magnitude, but a normalization's outputs sum to a
+    constant, so ``sum(y)`` has a zero gradient although every output depends on x.
+    """
+    generator = torch.Generator().manual_seed(PROJECTION_SEED)
+    return torch.randint(0, 2, shape, generator=generator).float() * 2 - 1
+
+
 def check_numeric_probe(space: Space, genome: Genome, config: NumericProbe) -> dict[str, float]:
     """Outputs and input gradients on a grid: finite, bounded, and not flat almost everywhere."""
     grid = torch.linspace(config.low, config.high, config.points)
@@ -70,7 +81,8 @@ def check_numeric_probe(space: Space, genome: Genome, config: NumericProbe) -> d
         )
     if not output.requires_grad:
         raise Rejected("numeric probe: output does not depend on the input (no gradient)")
-    (gradient,) = torch.autograd.grad(output.sum(), inputs, allow_unused=True)
+    projected = (output * random_signs(output.shape).to(output.dtype)).sum()
+    (gradient,) = torch.autograd.grad(projected, inputs, allow_unused=True)
     if gradient is None:
         raise Rejected("numeric probe: output does not depend on the input (no gradient)")
     finite = torch.isfinite(gradient)

@@ -104,7 +104,6 @@ class EvaluatorConfig(Strict):
             for obj in self.objectives:
                 if "@" in obj.name and obj.name.split("@", 1)[1] not in names:
                     raise ValueError(
-                        f"objective {obj.name!r} names proxy {obj.name.split('@', 1)[1]!r}, "
-                        f"but the proxies are {names}"
+                        f"objective {obj.name!r} names proxy {obj.name.split('@', 1)[1]!r}, but the proxies are {names}"
                     )
         return self

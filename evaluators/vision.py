@@ -224,7 +224,7 @@ def _candidate(space: Space, genome: Genome, channels: int, layout: str = "nchw"
     weight = getattr(layer, "weight", None)
     if zero_gamma and isinstance(weight, nn.Parameter):
         nn.init.zeros_(weight)
-    return CandidateSlot(layer)
+    return CandidateSlot(layer, layout)
 
 
 def _positive(arch: str, **values: int) -> None:

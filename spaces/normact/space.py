@@ -30,6 +30,8 @@ from spaces.registry import register_space
 SAMPLE_ATTEMPTS = 100  # sample() redraws a graph with a static problem this many times at most
 MUTATE_ATTEMPTS = 20  # mutate() redraws a node that came out unchanged this many times at most
 PROBE_SHAPE = (4, 8, 4, 4)  # the NCHW batch the flat probe values are laid out in
+PROBE_PARAMETER_SEEDS = {"weight": 1, "bias": 2, "v0": 3, "v1": 4}  # one stream each: draws never shift
+PROBE_PARAMETER_SCALE = 0.5  # probe parameters are their init plus this times N(0, 1)
 
 
 @register_space
@@ -172,9 +174,19 @@ class NormActSpace(Space):
         return to_source(plan, genome, class_name, formula(plan))
 
     def probe(self, genome: Genome, inputs: torch.Tensor) -> tuple[torch.nn.Module, torch.Tensor]:
-        """A layer for 8 channels and the probe values spread (fixed permutation) over a (4, 8, 4, 4) batch."""
+        """A layer for 8 channels with fixed random parameters, and the probe values spread (fixed permutation)
+        over a (4, 8, 4, 4) batch.
+
+        The parameters are not left at their init (v0 = beta = 0, v1 = gamma = 1): there ``x * v1 + v0`` equals
+        ``x``, and the fingerprint would call layers that differ once trained functional duplicates.
+        """
         values = inputs.detach().flatten().float()
         count = int(np.prod(PROBE_SHAPE))
         picked = values[torch.linspace(0, values.numel() - 1, count).round().long()]
         order = torch.randperm(count, generator=torch.Generator().manual_seed(0))
-        return self.build(genome, channels=PROBE_SHAPE[1]), picked[order].reshape(PROBE_SHAPE)
+        layer = self.build(genome, channels=PROBE_SHAPE[1])
+        with torch.no_grad():
+            for name, parameter in layer.named_parameters():
+                generator = torch.Generator().manual_seed(PROBE_PARAMETER_SEEDS[name])
+                parameter.add_(PROBE_PARAMETER_SCALE * torch.randn(parameter.shape, generator=generator))
+        return layer, picked[order].reshape(PROBE_SHAPE)
