@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import interleaved_cpu_ms  # noqa: E402
 
 from spaces import get_space  # noqa: E402
 
@@ -80,20 +80,6 @@ def step_fn(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Callable[[
     return step
 
 
-def measure(steps: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, tuple[float, float]]:
-    """Best and median CPU milliseconds per fwd+bwd for each named step, timed alternately."""
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.process_time()
-            step()
-            times[name].append((time.process_time() - start) * 1e3)
-    return {name: (min(values), statistics.median(values)) for name, values in times.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=4096)
@@ -121,7 +107,9 @@ def main() -> None:
                 if mode == "compiled":
                     torch._dynamo.reset()
                     layers = {key: torch.compile(layer) for key, layer in layers.items()}
-                result = measure({key: step_fn(m, x, grad) for key, m in layers.items()}, args.warmup, args.repeats)
+                result = interleaved_cpu_ms(
+                    {key: step_fn(m, x, grad) for key, m in layers.items()}, args.warmup, args.repeats
+                )
                 (t_ms, t_median), (o_ms, o_median) = result["torch"], result["ours"]
                 print(
                     f"{name:12}{mode:10}{t_ms:10.1f}{o_ms:10.1f}{o_ms / t_ms:8.2f}{o_median / t_median:8.2f}   "

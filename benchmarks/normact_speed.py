@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import interleaved_cpu_ms  # noqa: E402
 
 from spaces.normact import NormActSpace  # noqa: E402
 
@@ -86,16 +87,8 @@ def peak_mb(step: Callable[[], None]) -> float:
 
 def measure(steps: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, tuple[float, float, float]]:
     """Best and median fwd+bwd milliseconds and peak MB per named step, timed alternately."""
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.process_time()
-            step()
-            times[name].append((time.process_time() - start) * 1e3)
-    return {name: (min(times[name]), statistics.median(times[name]), peak_mb(step)) for name, step in steps.items()}
+    times = interleaved_cpu_ms(steps, warmup, repeats)
+    return {name: (*times[name], peak_mb(step)) for name, step in steps.items()}
 
 
 def main() -> None:

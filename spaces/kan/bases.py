@@ -104,34 +104,10 @@ class GaussianRBFBasis(nn.Module):
         return torch.exp(-t.square())
 
 
-@register_basis("chebyshev")
-class ChebyshevBasis(nn.Module):
-    """Chebyshev polynomials T_0..T_d of tanh(x) by the recurrence T_{n+1} = 2t T_n - T_{n-1}; K = d + 1.
+class _TanhPolynomialBasis(nn.Module):
+    """Polynomials p_0..p_d of t = tanh(x), p_0 = 1, p_1 = t, then ``next_poly``'s three-term recurrence; K = d + 1.
 
-    ``order`` is the degree d. No acos: cos(n acos t) has NaN gradients once tanh saturates at +-1.
-    Outside the grid: tanh maps every input into (-1, 1), so large inputs saturate to T_n(+-1) = (+-1)^n.
-    """
-
-    uses = ("degree",)
-
-    def __init__(self, in_features: int, grid_size: int, order: int, lo: float, hi: float):
-        super().__init__()
-        self.degree = order
-        self.num_basis = order + 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = torch.tanh(x)
-        polys = [torch.ones_like(t), t]
-        for _ in range(2, self.degree + 1):
-            polys.append(2 * t * polys[-1] - polys[-2])
-        return torch.stack(polys[: self.num_basis], dim=-1)
-
-
-@register_basis("legendre")
-class LegendreBasis(nn.Module):
-    """Legendre polynomials P_0..P_d of tanh(x): (n+1) P_{n+1} = (2n+1) t P_n - n P_{n-1}; K = d + 1.
-
-    ``order`` is the degree d. Outside the grid: tanh saturates, large inputs give P_n(+-1) = (+-1)^n.
+    ``order`` is the degree d. Subclasses give ``next_poly(n, t, p_n, p_prev)``, returning p_{n+1}.
     """
 
     uses = ("degree",)
@@ -145,8 +121,31 @@ class LegendreBasis(nn.Module):
         t = torch.tanh(x)
         polys = [torch.ones_like(t), t]
         for n in range(1, self.degree):
-            polys.append(((2 * n + 1) * t * polys[-1] - n * polys[-2]) / (n + 1))
+            polys.append(self.next_poly(n, t, polys[-1], polys[-2]))
         return torch.stack(polys[: self.num_basis], dim=-1)
+
+
+@register_basis("chebyshev")
+class ChebyshevBasis(_TanhPolynomialBasis):
+    """Chebyshev polynomials T_0..T_d of tanh(x) by the recurrence T_{n+1} = 2t T_n - T_{n-1}; K = d + 1.
+
+    ``order`` is the degree d. No acos: cos(n acos t) has NaN gradients once tanh saturates at +-1.
+    Outside the grid: tanh maps every input into (-1, 1), so large inputs saturate to T_n(+-1) = (+-1)^n.
+    """
+
+    def next_poly(self, n: int, t: torch.Tensor, p_n: torch.Tensor, p_prev: torch.Tensor) -> torch.Tensor:
+        return 2 * t * p_n - p_prev
+
+
+@register_basis("legendre")
+class LegendreBasis(_TanhPolynomialBasis):
+    """Legendre polynomials P_0..P_d of tanh(x): (n+1) P_{n+1} = (2n+1) t P_n - n P_{n-1}; K = d + 1.
+
+    ``order`` is the degree d. Outside the grid: tanh saturates, large inputs give P_n(+-1) = (+-1)^n.
+    """
+
+    def next_poly(self, n: int, t: torch.Tensor, p_n: torch.Tensor, p_prev: torch.Tensor) -> torch.Tensor:
+        return ((2 * n + 1) * t * p_n - n * p_prev) / (n + 1)
 
 
 @register_basis("fourier")
