@@ -244,6 +244,7 @@ def dashboard(
         "--server.port", str(port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button or developer menu on a monitoring page
     ]  # fmt: skip
     console.print(f"dashboard on http://{host}:{port} (store {url}, read-only); Ctrl-C stops it")
     sys.stdout.flush()
