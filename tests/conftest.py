@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,9 @@ from tests.pg import POSTGRES_BIN_GLOB, PostgresServer, find_postgres_bin
 
 if TYPE_CHECKING:
     from ray.cluster_utils import Cluster
+
+    from search.runner import StudyRunner
+    from search.store import Store
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -87,3 +92,21 @@ def study_config(name: str, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         else:
             config[key] = value
     return config
+
+
+def start_study_in_thread(config: dict[str, Any]) -> tuple[StudyRunner, Store, threading.Thread]:
+    """Run a study in a background thread; return once its workers are up (for tests that disturb it)."""
+    from search.config import parse_config
+    from search.runner import StudyRunner
+    from search.store import Store
+
+    cfg = parse_config(config)
+    store = Store(cfg.store.url)
+    runner = StudyRunner(cfg, store, progress=False)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    deadline = time.time() + 120
+    while not getattr(runner, "worker_infos", None) and time.time() < deadline:
+        time.sleep(0.1)
+    assert runner.worker_infos, "the study's workers did not start"
+    return runner, store, thread

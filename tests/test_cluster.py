@@ -5,7 +5,6 @@ a node goes away."""
 from __future__ import annotations
 
 import copy
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from ray.cluster_utils import Cluster
 from search.config import parse_config
 from search.runner import StudyRunner
 from search.store import Store
-from tests.conftest import study_config
+from tests.conftest import start_study_in_thread, study_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FINAL = ("done", "rejected", "failed")
@@ -77,19 +76,6 @@ def cluster_nodes(ray_cluster: Cluster) -> Iterator[ClusterNodes]:
         nodes.remove(node)
 
 
-def _start_study(config: dict) -> tuple[StudyRunner, Store, threading.Thread]:
-    cfg = parse_config(config)
-    store = Store(cfg.store.url)
-    runner = StudyRunner(cfg, store, progress=False)
-    thread = threading.Thread(target=runner.run)
-    thread.start()
-    deadline = time.time() + 120
-    while not getattr(runner, "worker_infos", None) and time.time() < deadline:
-        time.sleep(0.1)
-    assert runner.worker_infos, "the study's workers did not start"
-    return runner, store, thread
-
-
 def _finished(store: Store, study_id: int) -> list:
     return [(c, e) for c, e in store.evaluations(study_id) if e.status in FINAL]
 
@@ -125,7 +111,7 @@ def test_node_added_mid_study_gets_work(cluster_nodes: ClusterNodes, tmp_path: P
     config = study_config("grow", tmp_path, budget={"evaluations": 100})
     config["resources"] = {"autoscale": True}
     config["evaluator"]["synthetic"] = {"seconds": 0.5}
-    runner, store, thread = _start_study(config)
+    runner, store, thread = start_study_in_thread(config)
     assert len(runner.worker_infos) == 4  # the head node's CPUs
     node = cluster_nodes.add(num_cpus=2)
     thread.join(timeout=180)
@@ -147,7 +133,7 @@ def test_node_lost_mid_study_requeues_its_candidates(
     config = study_config("shrink", tmp_path, budget={"evaluations": 32})
     config["resources"] = {"autoscale": autoscale}
     config["evaluator"]["synthetic"] = {"seconds": 1.0}
-    runner, store, thread = _start_study(config)
+    runner, store, thread = start_study_in_thread(config)
     doomed = {w["name"] for w in runner.worker_infos if w["node_id"] == node.node_id}
     assert len(doomed) == 2, "the study's workers did not spread over both nodes"
     study_id = runner.study.id

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
 from search.config import parse_config
 from search.runner import StudyRunner
 from search.store import Store
-from tests.conftest import study_config
+from tests.conftest import start_study_in_thread, study_config
 
 
 def _run(config: dict, **kwargs) -> tuple[StudyRunner, Store]:
@@ -72,14 +71,7 @@ def test_bad_candidates_are_recorded_and_the_study_goes_on(ray_address: str, tmp
 def test_killed_worker_requeues_its_candidate(ray_address: str, tmp_path: Path) -> None:
     config = study_config("workerkill", tmp_path, budget={"evaluations": 10})
     config["evaluator"]["synthetic"] = {"seconds": 1.0}
-    cfg = parse_config(config)
-    store = Store(cfg.store.url)
-    runner = StudyRunner(cfg, store, progress=False)
-    thread = threading.Thread(target=runner.run)
-    thread.start()
-    deadline = time.time() + 60
-    while not getattr(runner, "worker_infos", None) and time.time() < deadline:
-        time.sleep(0.1)
+    runner, store, thread = start_study_in_thread(config)
     time.sleep(1.5)  # the first evaluations are running now
     os.kill(runner.worker_infos[0]["pid"], signal.SIGKILL)
     thread.join(timeout=120)
