@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,11 +38,58 @@ def genome_key(canonical: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
+@dataclass(frozen=True)
+class Curve:
+    """An elementwise layer drawn as f(x) and f'(x) on a grid; several curves share one plot."""
+
+    x: np.ndarray
+    y: np.ndarray
+    dy: np.ndarray
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A computation graph as Graphviz DOT source."""
+
+    dot: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of a layer's structure (one dict per row, same keys), e.g. one row per KAN layer."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: What a space draws of a genome; the dashboard shows each kind the same way for every space.
+Presentation = Curve | Graph | Table
+
+
+def elementwise_curve(module: torch.nn.Module, x_range: tuple[float, float] = (-5.0, 5.0), points: int = 401) -> Curve:
+    """f and f' of an elementwise module on a grid, f' by autograd (zero where nothing depends on x)."""
+    grid = np.linspace(*x_range, points)
+    x = torch.tensor(grid, dtype=torch.float32, requires_grad=True)
+    with torch.enable_grad():
+        y = torch.broadcast_to(module(x), x.shape)
+        if not y.requires_grad:
+            return Curve(grid, y.detach().numpy(), np.zeros(points))
+        (dy,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+    return Curve(grid, y.detach().numpy(), dy.numpy() if dy is not None else np.zeros(points))
+
+
 class Space(ABC):
-    """A family of layers that can be sampled, varied, built into torch and exported as source."""
+    """A family of layers that can be sampled, varied, built into torch and exported as source.
+
+    Everything the rest of the platform knows of a kind is here: the dashboard draws ``present``, export names
+    classes with ``class_prefix``, Optuna samplers call ``suggest``. Adding a space touches ``spaces/`` only.
+    """
 
     kind: ClassVar[str]
     version: ClassVar[int] = 1
+    #: Shown to people: page titles, legends, manifest.
+    display_name: ClassVar[str]
+    #: Exported classes are named ``{class_prefix}C{candidate_id}``.
+    class_prefix: ClassVar[str]
     #: True where a genome is a whole network sized by the task: ``build`` and ``to_source`` then take the
     #: task's ``in_features`` (flat input size) and ``out_features``, and exports pass the study's sizes.
     task_sized: ClassVar[bool] = False
@@ -96,6 +144,25 @@ class Space(ABC):
         as is, others reshape or tile it to a representative shape of theirs.
         """
         return self.build(genome), inputs
+
+    def suggest(self, trial: Any) -> Genome:
+        """A genome from an Optuna trial's ``suggest_*`` calls, for the Optuna samplers; optional."""
+        raise SpaceConfigError(
+            f"space {self.kind!r} has no suggest(trial), so Optuna samplers cannot drive it: "
+            "use random, evolution, pareto or nsga2"
+        )
+
+    @classmethod
+    def supports_suggest(cls) -> bool:
+        return cls.suggest is not Space.suggest
+
+    def present(self, genome: Genome) -> Presentation | None:
+        """What the dashboard draws of a valid genome beside its formula; None draws nothing."""
+        return None
+
+    def reference(self) -> tuple[str, Genome] | None:
+        """A well-known genome drawn beside candidates for scale (e.g. ReLU); None for no reference."""
+        return None
 
     def parse(self, text: str) -> Genome:
         """Genome from the space's text form, where it has one."""
