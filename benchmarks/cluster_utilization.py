@@ -23,6 +23,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from evaluators.vocabulary import FINISHED  # noqa: E402
 from search.config import parse_config  # noqa: E402
 from search.runner import StudyRunner  # noqa: E402
 from search.store import Store  # noqa: E402
@@ -53,7 +54,7 @@ def run_study(name: str, workers: int, evaluations: int, seconds: float, tmp: Pa
     StudyRunner(config, store, progress=False, runs_dir=tmp).run()
     wall = time.time() - started
     study = store.get_study(name)
-    finished = [e for _, e in store.evaluations(study.id) if e.status in ("done", "rejected", "failed")]
+    finished = [e for _, e in store.evaluations(study.id) if e.status in FINISHED]
     span = (max(e.finished_at for e in finished) - min(e.started_at for e in finished)).total_seconds()
     busy = sum((e.finished_at - e.started_at).total_seconds() for e in finished)
     return {

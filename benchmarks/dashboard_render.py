@@ -24,12 +24,13 @@ import streamlit as st
 from sqlalchemy import insert
 from streamlit.testing.v1 import AppTest
 
+from evaluators.vocabulary import CASCADE, FINAL, Stage, Status, StudyStatus
 from search.store import CandidateRow, EvaluationRow, Store
 from spaces import get_space
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 OBJECTIVES = [{"name": "val_acc@mlp", "direction": "max"}, {"name": "val_acc@cnn1d", "direction": "max"}]
-REJECT_STAGES = ["static", "numeric_probe", "stability", "quality_gate", "full"]
+REJECT_STAGES = CASCADE[CASCADE.index(Stage.STATIC) :]  # the worker's stages
 BATCH = 10_000
 
 
@@ -52,11 +53,15 @@ def generate(path: Path, n: int, seed: int = 0) -> Store:
         budget_minutes=None,
     )
     store.update_study(
-        study.id, status="finished", started_at=start, finished_at=start + timedelta(seconds=n), active_seconds=float(n)
+        study.id,
+        status=StudyStatus.FINISHED,
+        started_at=start,
+        finished_at=start + timedelta(seconds=n),
+        active_seconds=float(n),
     )
     store.log_event(study.id, "start", "started")
     store.log_event(study.id, "workers", "16 workers", workers=[{"name": f"worker-{i}"} for i in range(1, 17)])
-    kinds = rng.choice(["done", "rejected", "failed", "duplicate"], size=n, p=[0.6, 0.25, 0.05, 0.1])
+    kinds = rng.choice([str(s) for s in FINAL], size=n, p=[0.6, 0.25, 0.05, 0.1])
     with store.engine.begin() as conn:
         for lo in range(0, n, BATCH):
             ids = range(lo + 1, min(n, lo + BATCH) + 1)
@@ -70,14 +75,15 @@ def generate(path: Path, n: int, seed: int = 0) -> Store:
                     {"id": i, "study_id": study.id, "key": f"{i:020x}", "canonical": f"c{i}", "genome": pool[g],
                      "formula": formulas[g], "origin": "mutate" if parent else "sample",
                      "parents": [parent] if parent else [], "mutation_op": "change_op" if parent else None,
-                     "generation": i // 100, "duplicate_of": parent if status == "duplicate" else None,
+                     "generation": i // 100, "duplicate_of": parent if status == Status.DUPLICATE else None,
                      "proposal": {}, "created_at": finished}
                 )  # fmt: skip
-                done = status == "done"
+                done = status == Status.DONE
                 evaluations.append(
                     {"id": i, "study_id": study.id, "candidate_id": i, "purpose": "search", "status": status,
-                     "stage": "full" if done else ("dedupe" if status == "duplicate" else
-                                                  "worker" if status == "failed" else str(rng.choice(REJECT_STAGES))),
+                     "stage": Stage.FULL if done else (Stage.DEDUPE if status == Status.DUPLICATE else
+                                                  Stage.WORKER if status == Status.FAILED
+                                                  else str(rng.choice(REJECT_STAGES))),
                      "reason": "" if done else f"{status} after {int(rng.integers(1, 50))} steps",
                      "attempt": 1, "seed": 0, "worker": f"worker-{1 + i % 16}", "queued_at": finished,
                      "started_at": finished - timedelta(seconds=15), "finished_at": finished,

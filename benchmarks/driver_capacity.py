@@ -19,21 +19,23 @@ from pathlib import Path
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+from evaluators.vocabulary import FINISHED  # noqa: E402
 from search.config import parse_config  # noqa: E402
 from search.runner import StudyRunner  # noqa: E402
 from search.store import Store  # noqa: E402
+from search.study_run import StudyRun  # noqa: E402
 
 
-class TimedRunner(StudyRunner):
+class TimedRun(StudyRun):
     """Accumulates the driver time spent on each evaluation's callbacks."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.driver_seconds: dict[int, float] = defaultdict(float)
 
-    def next_job(self):
+    def next_job(self, in_flight):
         start = time.perf_counter()
-        job = super().next_job()
+        job = super().next_job(in_flight)
         if job is not None:
             self.driver_seconds[job.evaluation_id] += time.perf_counter() - start
         return job
@@ -47,6 +49,10 @@ class TimedRunner(StudyRunner):
         start = time.perf_counter()
         super().on_result(job, result)
         self.driver_seconds[job.evaluation_id] += time.perf_counter() - start
+
+
+class TimedRunner(StudyRunner):
+    run_class = TimedRun
 
 
 def main() -> None:
@@ -74,9 +80,9 @@ def main() -> None:
     runner.run()
     study = store.get_study("driver-capacity")
     rows = store.evaluations(study.id)
-    finished = [e for _, e in rows if e.status in ("done", "rejected", "failed")]
+    finished = [e for _, e in rows if e.status in FINISHED]
     span = (max(e.finished_at for e in finished) - min(e.started_at for e in finished)).total_seconds()
-    per_eval_ms = sorted(1000 * v for v in runner.driver_seconds.values())
+    per_eval_ms = sorted(1000 * v for v in runner.current_run.driver_seconds.values())
     p95 = per_eval_ms[int(0.95 * (len(per_eval_ms) - 1))]
     print(f"evaluations: {len(finished)} (+{len(rows) - len(finished)} duplicates) with {args.workers} workers")
     print(f"throughput: {len(finished) / span:.0f} evaluations/s over {span:.1f} s")

@@ -23,6 +23,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import torch  # noqa: E402
 
+from evaluators.vocabulary import FINISHED, Status  # noqa: E402
 from search.config import parse_config  # noqa: E402
 from search.runner import StudyRunner  # noqa: E402
 from search.store import Store  # noqa: E402
@@ -99,13 +100,13 @@ def measure(actors_per_gpu: int, gpus: int, evaluations: int, amp: bool, tmp: Pa
     sampler.done.set()
     sampler.join()
     study = store.get_study(name)
-    finished = [e for _, e in store.evaluations(study.id) if e.status in ("done", "rejected", "failed")]
+    finished = [e for _, e in store.evaluations(study.id) if e.status in FINISHED]
     span = (max(e.finished_at for e in finished) - min(e.started_at for e in finished)).total_seconds()
     infos = [w for ev in store.events(study.id) if ev.kind == "workers" for w in ev.data["workers"]]
     memory = [sampler.peak_mib.get(w["pid"], 0) for w in infos]
     return {
         "actors": len(infos),
-        "done": sum(e.status == "done" for e in finished),
+        "passed": sum(e.status == Status.DONE for e in finished),
         "finished": len(finished),
         "per_minute": 60 * len(finished) / span,
         "mem_mean": sum(memory) / len(memory),
@@ -134,12 +135,13 @@ def main() -> None:
         f"{gpus} GPU(s): {torch.cuda.get_device_name(0)}; torch {torch.__version__}; amp={args.amp}; "
         f"{args.evaluations} evaluations per run (MLP 2000 steps + 1-D CNN 1000 steps on MNIST-1D)"
     )
-    print(f"{'actors/GPU':>10} {'actors':>6} {'done':>5} {'cand/min':>9} {'MiB/actor mean':>14} {'max':>6} {'cap':>5}")
+    header = f"{'actors/GPU':>10} {'actors':>6} {Status.DONE:>5} {'cand/min':>9} {'MiB/actor mean':>14}"
+    print(f"{header} {'max':>6} {'cap':>5}")
     rows = {}
     for per_gpu in (1, 4):
         r = rows[per_gpu] = measure(per_gpu, gpus, args.evaluations, args.amp, tmp)
         print(
-            f"{per_gpu:>10} {r['actors']:>6} {r['done']:>5} {r['per_minute']:>9.1f} {r['mem_mean']:>14.0f} "
+            f"{per_gpu:>10} {r['actors']:>6} {r['passed']:>5} {r['per_minute']:>9.1f} {r['mem_mean']:>14.0f} "
             f"{r['mem_max']:>6} {r['cap']:>5.2f}"
         )
     print(f"4 actors per GPU vs 1: {rows[4]['per_minute'] / rows[1]['per_minute']:.2f}x candidates per minute")

@@ -24,8 +24,8 @@ import torch
 from evaluators import ProxyEvaluator
 from evaluators.fingerprint import fingerprint
 from evaluators.outcome import Outcome
+from evaluators.vocabulary import CASCADE, Stage, Status
 from search.config import StudyConfig, load_config
-from search.results import CASCADE
 from spaces import Genome, get_space
 
 _evaluator: ProxyEvaluator | None = None  # one per pool process, holding its datasets
@@ -48,21 +48,21 @@ def driver_stages(config: StudyConfig, genomes: list[Genome]) -> tuple[list[Geno
     keys: set[str] = set()
     prints: set[str] = set()
     unique: list[Genome] = []
-    seconds = {"dedupe": 0.0, "fingerprint": 0.0}
-    stopped = {"dedupe": 0, "fingerprint": 0}
+    seconds = {Stage.DEDUPE: 0.0, Stage.FINGERPRINT: 0.0}
+    stopped = {Stage.DEDUPE: 0, Stage.FINGERPRINT: 0}
     for genome in genomes:
         start = time.perf_counter()
         key = space.key(genome)
-        seconds["dedupe"] += time.perf_counter() - start
+        seconds[Stage.DEDUPE] += time.perf_counter() - start
         if key in keys:
-            stopped["dedupe"] += 1
+            stopped[Stage.DEDUPE] += 1
             continue
         keys.add(key)
         start = time.perf_counter()
         print_ = fingerprint(space, genome, config.evaluator.fingerprint)
-        seconds["fingerprint"] += time.perf_counter() - start
+        seconds[Stage.FINGERPRINT] += time.perf_counter() - start
         if print_ in prints:
-            stopped["fingerprint"] += 1
+            stopped[Stage.FINGERPRINT] += 1
             continue
         prints.add(print_)
         unique.append(genome)
@@ -73,7 +73,7 @@ def full_training_seconds(count: int) -> list[float]:
     """Seconds of the full stage (every proxy, the study's steps) for the first ``count`` baselines."""
     seeds = list(_evaluator.space.seeds().values())[:count]
     outcomes = [_evaluator.evaluate(genome, cascade=False) for genome in seeds]
-    return [o.stage_seconds["full"] for o in outcomes if o.status == "done"]
+    return [o.stage_seconds[Stage.FULL] for o in outcomes if o.status == Status.DONE]
 
 
 def funnel_rows(total: int, driver: dict[str, Any], outcomes: list[Outcome]) -> list[dict[str, Any]]:
@@ -83,7 +83,7 @@ def funnel_rows(total: int, driver: dict[str, Any], outcomes: list[Outcome]) -> 
     for outcome in outcomes:
         for stage, value in outcome.stage_seconds.items():
             seconds[stage] = seconds.get(stage, 0.0) + value
-        if outcome.status != "done":
+        if outcome.status != Status.DONE:
             stopped[outcome.stage] = stopped.get(outcome.stage, 0) + 1
     rows, reached = [], total
     for stage in CASCADE[:-1]:
@@ -129,7 +129,7 @@ def main() -> None:
         f"one full training (all {proxies} proxies, {config.evaluator.proxies[0].steps} steps each): "
         f"{full_each:.2f} s (mean of {len(full)} baselines: {', '.join(f'{s:.2f}' for s in full)})"
     )
-    header = f"{'stage':<14} {'reached':>8} {'rejected':>9} {'% of reached':>13} {'% of all':>9}"
+    header = f"{'stage':<14} {'reached':>8} {Status.REJECTED:>9} {'% of reached':>13} {'% of all':>9}"
     print(header + f" {'s total':>9} {'ms / genome':>12} {'x full':>8}")
     for row in funnel_rows(args.genomes, driver, outcomes):
         per_genome = row["seconds"] / row["reached"] if row["reached"] else 0.0
@@ -139,12 +139,12 @@ def main() -> None:
             f"{100 * row['stopped'] / args.genomes:>8.1f}% {row['seconds']:>9.1f} {1000 * per_genome:>12.1f} "
             f"{per_genome / full_each:>8.4f}"
         )
-    passed = sum(o.status == "done" for o in outcomes)
+    passed = sum(o.status == Status.DONE for o in outcomes)
     print(f"passed every stage (on to full training): {passed} of {args.genomes} ({100 * passed / args.genomes:.1f}%)")
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status == Status.FAILED]
     reasons: dict[str, int] = {}
     for outcome in outcomes:
-        if outcome.status != "done":
+        if outcome.status != Status.DONE:
             kind = re.split(r" on | = | up to | \d", outcome.reason)[0]  # the reason without its figures
             reasons[kind] = reasons.get(kind, 0) + 1
     print("reasons: " + "; ".join(f"{k} x{v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])))

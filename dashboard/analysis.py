@@ -1,36 +1,34 @@
-"""Vectorized views of the evaluation log: oriented objectives, best-so-far curves, the Pareto front.
+"""Vectorized views of the evaluation log: finished candidates, best-so-far curves, the Pareto front.
 
-``search.results.pareto_front`` (DEAP, pairwise over ORM rows) ranks a few hundred candidates for the summary
-and export; a live page over 100,000 rows needs the numpy sweep below, which is O(n * front size).
+Orientation and dominance come from ``search.objectives``, the same as the summary and export rank with;
+here they run over whole columns, so a live page over 100,000 rows stays fast.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
+from evaluators.config import Objective
+from evaluators.vocabulary import Status
+from search.objectives import pareto_mask, sign
 
-def directions(objectives: list[dict[str, Any]]) -> dict[str, int]:
-    """+1 where larger is better, -1 where smaller is better."""
-    return {o["name"]: 1 if o.get("direction", "max") == "max" else -1 for o in objectives}
 
-
-def scored(log: pd.DataFrame, objectives: list[dict[str, Any]]) -> pd.DataFrame:
+def scored(log: pd.DataFrame, objectives: list[Objective]) -> pd.DataFrame:
     """Finished search evaluations with every objective present, in finishing order (the order of replay)."""
-    names = [o["name"] for o in objectives]
+    names = [o.name for o in objectives]
     if log.empty:
         return log
-    done = log[(log["status"] == "done")].dropna(subset=names)
+    done = log[(log["status"] == Status.DONE)].dropna(subset=names)
     return done.sort_values(["finished", "id"], kind="stable").reset_index(drop=True)
 
 
-def best_so_far(done: pd.DataFrame, name: str, direction: int, start: pd.Timestamp | None) -> pd.DataFrame:
+def best_so_far(done: pd.DataFrame, objective: Objective, start: pd.Timestamp | None) -> pd.DataFrame:
     """Step points of the running best: the evaluation index, minutes since ``start``, and the value."""
     if done.empty:
         return pd.DataFrame(columns=["evaluation", "minutes", "best", "candidate"])
-    oriented = done[name].to_numpy(dtype=float) * direction
+    direction = sign(objective)
+    oriented = done[objective.name].to_numpy(dtype=float) * direction
     running = np.maximum.accumulate(oriented)
     improved = np.r_[True, running[1:] > running[:-1]]
     improved[-1] = True  # carry the line to the latest evaluation
@@ -54,30 +52,14 @@ def _argmax_accumulate(values: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(is_new, np.arange(len(values)), 0))
 
 
-def pareto_mask(values: np.ndarray) -> np.ndarray:
-    """Boolean mask of non-dominated rows of ``values`` (n x k, larger is better in every column)."""
-    n = len(values)
-    keep = np.arange(n)
-    points = values
-    i = 0
-    while i < len(points):
-        survivors = np.any(points > points[i], axis=1) | np.all(points == points[i], axis=1)
-        keep, points = keep[survivors], points[survivors]
-        i = int(np.count_nonzero(survivors[:i])) + 1
-    mask = np.zeros(n, dtype=bool)
-    mask[keep] = True
-    return mask
-
-
-def pareto_front(done: pd.DataFrame, objectives: list[dict[str, Any]]) -> pd.DataFrame:
+def pareto_front(done: pd.DataFrame, objectives: list[Objective]) -> pd.DataFrame:
     """The non-dominated rows of ``done`` over all objectives, best first by the first objective."""
     if done.empty:
         return done
-    signs = directions(objectives)
-    oriented = np.column_stack([done[n].to_numpy(dtype=float) * s for n, s in signs.items()])
+    oriented = np.column_stack([done[o.name].to_numpy(dtype=float) * sign(o) for o in objectives])
     front = done[pareto_mask(oriented)]
-    first = objectives[0]["name"]
-    return front.sort_values(first, ascending=signs[first] < 0).reset_index(drop=True)
+    first = objectives[0]
+    return front.sort_values(first.name, ascending=sign(first) < 0).reset_index(drop=True)
 
 
 def sample(frame: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:

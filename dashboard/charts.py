@@ -11,24 +11,25 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard import analysis
+from evaluators.config import Objective
+from spaces import Curve
 
 MAX_CLOUD_POINTS = 4000
 _LAYOUT: dict[str, Any] = {"margin": {"l": 10, "r": 10, "t": 70, "b": 10}, "height": 400}
 
 
-def best_so_far(done: pd.DataFrame, objectives: list[dict[str, Any]], x: str, start: pd.Timestamp | None) -> go.Figure:
+def best_so_far(done: pd.DataFrame, objectives: list[Objective], x: str, start: pd.Timestamp | None) -> go.Figure:
     """One step line per objective; ``x`` is "evaluation" or "minutes"."""
-    signs = analysis.directions(objectives)
-    fig = make_subplots(rows=1, cols=len(objectives), subplot_titles=[o["name"] for o in objectives])
+    fig = make_subplots(rows=1, cols=len(objectives), subplot_titles=[o.name for o in objectives])
     for col, obj in enumerate(objectives, start=1):
-        curve = analysis.best_so_far(done, obj["name"], signs[obj["name"]], start)
+        curve = analysis.best_so_far(done, obj, start)
         fig.add_trace(
             go.Scatter(
                 x=curve[x],
                 y=curve["best"],
                 mode="lines+markers",
                 line_shape="hv",
-                name=obj["name"],
+                name=obj.name,
                 customdata=curve["candidate"],
                 hovertemplate="best %{y:.4f} (candidate %{customdata})<extra></extra>",
             ),
@@ -116,23 +117,25 @@ def worker_timeline(runs: pd.DataFrame, now: pd.Timestamp) -> go.Figure:
     return fig
 
 
-def distributions(done: pd.DataFrame, objectives: list[dict[str, Any]]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=len(objectives), subplot_titles=[o["name"] for o in objectives])
+def distributions(done: pd.DataFrame, objectives: list[Objective]) -> go.Figure:
+    fig = make_subplots(rows=1, cols=len(objectives), subplot_titles=[o.name for o in objectives])
     for col, obj in enumerate(objectives, start=1):
-        hist = analysis.histogram(done[obj["name"]] if not done.empty else pd.Series(dtype=float))
-        fig.add_trace(go.Bar(x=hist["centre"], y=hist["count"], width=hist["width"], name=obj["name"]), row=1, col=col)
+        hist = analysis.histogram(done[obj.name] if not done.empty else pd.Series(dtype=float))
+        fig.add_trace(go.Bar(x=hist["centre"], y=hist["count"], width=hist["width"], name=obj.name), row=1, col=col)
     fig.update_layout(showlegend=False, title="Objective distributions (finished candidates)", **_LAYOUT)
     return fig
 
 
-def curves(series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], x: np.ndarray) -> go.Figure:
-    """f(x) and f'(x) side by side for each (label, f, df, dash) entry."""
+def curves(series: list[tuple[str, Curve, str]]) -> go.Figure:
+    """f(x) and f'(x) side by side for each (label, curve, dash) entry."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["f(x)", "f'(x)"])
     palette = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-    for i, (label, f, df, dash) in enumerate(series):
-        style = {"color": palette[i % len(palette)], "dash": str(dash)}
-        fig.add_trace(go.Scatter(x=x, y=f, name=label, line=style, legendgroup=label), row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=df, name=label, line=style, legendgroup=label, showlegend=False), row=1, col=2)
+    for i, (label, curve, dash) in enumerate(series):
+        style = {"color": palette[i % len(palette)], "dash": dash}
+        fig.add_trace(go.Scatter(x=curve.x, y=curve.y, name=label, line=style, legendgroup=label), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(x=curve.x, y=curve.dy, name=label, line=style, legendgroup=label, showlegend=False), row=1, col=2
+        )
     fig.update_layout(**_LAYOUT)
     return fig
 

@@ -1,5 +1,7 @@
-"""What a candidate's layer looks like: formulas, f and f' of an activation, a norm-act graph, KAN families,
-and the exported module (built by ``search.export``'s own helpers, so the download equals `layerforge export`)."""
+"""What a candidate's layer looks like: formulas, what its space presents (a curve, a graph or a table), and the
+exported module (built by ``search.export``'s own helpers, so the download equals `layerforge export`).
+
+Nothing here knows a space kind: each space decides how it is drawn through ``Space.present``."""
 
 from __future__ import annotations
 
@@ -8,17 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from dashboard import queries
 from search.export import export_candidates
 from search.results import Scored
 from search.store import CandidateRow, EvaluationRow, Store, StudyRow
-from spaces import Space, get_space
-
-X_RANGE = (-5.0, 5.0)
-X_POINTS = 401
+from spaces import Curve, GenomeError, Presentation, Space, get_space
 
 
 def space_of(study: StudyRow) -> Space:
@@ -41,69 +37,19 @@ def first_parent(store: Store, candidate: CandidateRow) -> CandidateRow | None:
     return queries.candidates_by_id(store, [parent_id]).get(parent_id)
 
 
-def grid() -> np.ndarray:
-    return np.linspace(*X_RANGE, X_POINTS)
+def presentation(space: Space, genome: dict[str, Any]) -> Presentation | None:
+    """What the space draws of a genome; None where it draws nothing or the genome does not validate."""
+    try:
+        space.validate(genome)
+    except GenomeError:
+        return None
+    return space.present(genome)
 
 
-def activation_curve(space: Space, genome: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """f(x) and f'(x) on the plotting grid, by autograd through the built module."""
-    x = torch.tensor(grid(), dtype=torch.float32, requires_grad=True)
-    module = space.build(genome)
-    y = torch.broadcast_to(module(x), x.shape)
-    if not y.requires_grad:  # a constant function: nothing in the graph depends on x
-        return y.detach().numpy(), np.zeros(X_POINTS)
-    (dy,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
-    return y.detach().numpy(), (dy.numpy() if dy is not None else np.zeros(X_POINTS))
-
-
-def relu_curve() -> tuple[np.ndarray, np.ndarray]:
-    x = grid()
-    return np.maximum(x, 0.0), (x > 0).astype(float)
-
-
-def graph_dot(space: Space, genome: dict[str, Any]) -> str:
-    """A Graphviz DOT drawing of a norm-act graph, from the space's JSON node/edge description."""
-    graph = json.loads(space.describe(genome, "graph"))
-    shapes = {
-        "input": "ellipse",
-        "constant": "plaintext",
-        "parameter": "ellipse",
-        "aggregate": "box",
-        "output": "doubleoctagon",
-    }
-    colours = {"input": "#cfe8ff", "parameter": "#e8e8e8", "aggregate": "#ffe0b3", "output": "#c9f2c9"}
-    lines = ["digraph G {", "rankdir=LR;", 'node [fontname="Helvetica", style=filled, fillcolor="#ffffff"];']
-    for node in graph["nodes"]:
-        kind = node["kind"]
-        label = str(node["label"]).replace('"', "'")
-        lines.append(
-            f'n{node["id"]} [label="{label}", shape={shapes.get(kind, "box")}, '
-            f'fillcolor="{colours.get(kind, "#ffffff")}"];'
-        )
-    for edge in graph["edges"]:
-        lines.append(f'n{edge["source"]} -> n{edge["target"]} [label="{edge["arg"]}", fontsize=9];')
-    lines.append("}")
-    return "\n".join(lines)
-
-
-def kan_layers(genome: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per KAN layer: family, its options, and the node families of a mixed layer."""
-    widths = ["in", *map(str, genome.get("hidden", [])), "out"]
-    rows = []
-    for i, spec in enumerate(genome.get("layers", [])):
-        nodes = spec.get("nodes") or []
-        rows.append(
-            {
-                "layer": f"L{i} ({widths[i]} -> {widths[i + 1]})" if i + 1 < len(widths) else f"L{i}",
-                "family": spec.get("family"),
-                "options": ", ".join(f"{k}={spec[k]}" for k in ("grid", "order", "degree") if k in spec),
-                "base (silu)": bool(spec.get("base")),
-                "norm": spec.get("norm", "none"),
-                "candidates / nodes": ", ".join(spec.get("candidates", []))
-                or ", ".join(f"{f} x{nodes.count(f)}" for f in sorted(set(nodes))),
-            }
-        )
-    return rows
+def reference_curve(space: Space) -> tuple[str, Curve] | None:
+    """The space's well-known layer drawn for scale (e.g. ReLU), where it has one drawn as a curve."""
+    reference = space.reference()
+    return reference if reference is not None and isinstance(reference[1], Curve) else None
 
 
 def exported_module(

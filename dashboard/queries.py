@@ -14,9 +14,10 @@ import pandas as pd
 from sqlalchemy import String, and_, desc, func, select, type_coerce
 from sqlalchemy.sql import ColumnElement, Select
 
-from search.store import FINAL_STATUSES, CandidateRow, EvaluationRow, EventRow, Store, StudyRow
+from evaluators.vocabulary import FINAL, FINISHED, Status, StudyStatus
+from search.objectives import objectives_of, sign
+from search.store import CandidateRow, EvaluationRow, EventRow, Store, StudyRow
 
-FINISHED = ("done", "rejected", "failed")  # duplicates cost nothing and do not count towards the budget
 E = EvaluationRow
 C = CandidateRow
 
@@ -56,15 +57,13 @@ def status_counts_by_study(store: Store) -> dict[int, dict[str, int]]:
 
 def best_objectives(store: Store, study: StudyRow) -> dict[str, float | None]:
     """Best value of each objective over finished, non-duplicate search evaluations."""
-    columns = []
-    for obj in study.objectives:
-        col = objective_column(obj["name"])
-        columns.append((func.max(col) if obj.get("direction", "max") == "max" else func.min(col)).label(obj["name"]))
-    if not columns:
+    objectives = objectives_of(study)
+    if not objectives:
         return {}
-    q = select(*columns).where(E.study_id == study.id, E.purpose == "search", E.status == "done")
+    best = [(func.max if sign(o) > 0 else func.min)(objective_column(o.name)).label(o.name) for o in objectives]
+    q = select(*best).where(E.study_id == study.id, E.purpose == "search", E.status == Status.DONE)
     row = store.read(lambda s: s.execute(q).one())
-    return dict(zip([o["name"] for o in study.objectives], row, strict=True))
+    return dict(zip([o.name for o in objectives], row, strict=True))
 
 
 def latest_event(store: Store, study_id: int, kinds: tuple[str, ...]) -> EventRow | None:
@@ -80,7 +79,7 @@ def worker_count(store: Store, study_id: int) -> int:
 
 def active_seconds(store: Store, study: StudyRow, now: datetime) -> float:
     """Wall time spent running; for a running study the current run is added (the row is updated at the end)."""
-    if study.status != "running":
+    if study.status != StudyStatus.RUNNING:
         return study.active_seconds or 0.0
     event = latest_event(store, study.id, ("start", "resume"))
     since = event.time if event is not None else study.started_at
@@ -171,13 +170,14 @@ def distinct_stages(store: Store, study_id: int) -> list[str]:
 # -- where the compute went ------------------------------------------------------------------------------
 
 _NUMBERS = re.compile(r"-?\d+(\.\d+)?(e-?\d+)?")
+STOPPED_EARLY = (Status.REJECTED, Status.FAILED, Status.DUPLICATE)  # what the reason funnel groups
 
 
 def reason_funnel(store: Store, study_id: int, top: int = 20) -> pd.DataFrame:
     """Rejections, failures and duplicates grouped by stage and reason (numbers folded, so similar reasons merge)."""
     q = (
         select(E.status, E.stage, E.reason, func.count(), func.coalesce(func.sum(E.seconds), 0.0))
-        .where(E.study_id == study_id, E.purpose == "search", E.status.in_(("rejected", "failed", "duplicate")))
+        .where(E.study_id == study_id, E.purpose == "search", E.status.in_(STOPPED_EARLY))
         .group_by(E.status, E.stage, E.reason)
     )
     rows = store.read(lambda s: s.execute(q).all())
@@ -259,7 +259,7 @@ class EvaluationLog:
             new = self._read_after(store, self.cursor)
             if new.empty:
                 return self.frame
-            in_flight = ~new["status"].isin(FINAL_STATUSES)
+            in_flight = ~new["status"].isin(FINAL)
             if in_flight.any():
                 first = int(in_flight.to_numpy().argmax())
                 self.cursor = int(new["id"].iloc[first]) - 1

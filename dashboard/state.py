@@ -7,18 +7,16 @@ shared by every browser session; the per-study evaluation log grows incrementall
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import layers, queries
+from search.objectives import objectives_of
 from search.results import stage_funnel
-from search.store import Store, StoreError, StudyRow
+from search.store import Store, StoreError, StudyRow, store_url
 
-DB_ENV = "LAYERFORGE_DB"
-DEFAULT_DB = "sqlite:///runs/layerforge.db"
 LIVE_TTL_SECONDS = 3
 REFRESH_SECONDS = 5
 
@@ -31,7 +29,7 @@ PAGES = {
 
 
 def db_url() -> str:
-    return os.environ.get(DB_ENV) or DEFAULT_DB
+    return store_url()
 
 
 @st.cache_resource(show_spinner=False)
@@ -64,7 +62,7 @@ def _log(url: str, study_id: int, objective_names: tuple[str, ...]) -> queries.E
 
 def evaluation_log(study: StudyRow) -> pd.DataFrame:
     """Every search evaluation of the study, shared across sessions, topped up with rows newer than the cursor."""
-    names = tuple(o["name"] for o in study.objectives)
+    names = tuple(o.name for o in objectives_of(study))
     return _log(db_url(), study.id, names).refresh(store())
 
 

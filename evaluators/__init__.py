@@ -5,7 +5,7 @@ from __future__ import annotations
 from evaluators.base import Evaluator
 from evaluators.config import EvaluatorConfig
 from evaluators.fingerprint import fingerprint
-from evaluators.outcome import STAGES, Outcome
+from evaluators.outcome import Outcome
 from evaluators.proxy import EvaluatorSetupError, ProxyEvaluator
 from evaluators.synthetic import SyntheticEvaluator
 from spaces import Space
@@ -19,7 +19,6 @@ def make_evaluator(space: Space, config: EvaluatorConfig, device: str | None = N
 
 
 __all__ = [
-    "STAGES",
     "Evaluator",
     "EvaluatorConfig",
     "EvaluatorSetupError",

@@ -26,10 +26,6 @@ class Evaluator(ABC):
         ``cascade=False`` skips the rejection stages and trains directly.
         """
 
-    def fingerprint(self, genome: Genome) -> str | None:
-        """Cheap functional hash computed by the driver; equal hashes mean a functional duplicate."""
-        return None
-
     def info(self) -> dict[str, Any]:
         """What the worker reports about itself (device, threads)."""
         return {"device": self.device or "cpu"}

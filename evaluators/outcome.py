@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Status = Literal["done", "rejected", "failed"]
-
-# Stage names, cheapest first. The driver adds "fingerprint" (functional duplicate) and "timeout" / "worker_lost".
-STAGES = ("static", "fingerprint", "numeric_probe", "stability", "quality_gate", "full")
+from evaluators.vocabulary import Status
 
 
 @dataclass
 class Outcome:
-    status: Status
-    stage: str  # the stage that rejected or failed it; "full" when done
+    status: Status  # DONE, REJECTED or FAILED
+    stage: str  # the Stage that rejected or failed it; Stage.FULL when done
     reason: str = ""
     objectives: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -26,4 +24,8 @@ class Outcome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
-        return cls(**data)
+        return cls(**{**data, "status": Status(data["status"])})
+
+    def finite_objectives(self) -> dict[str, float]:
+        """The objectives that are finite numbers (the store's JSON has no NaN, and algorithms rank only these)."""
+        return {k: v for k, v in self.objectives.items() if isinstance(v, int | float) and math.isfinite(v)}

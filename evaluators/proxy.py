@@ -18,11 +18,11 @@ from evaluators.cascade import (
     check_static,
     one_line,
 )
-from evaluators.config import EvaluatorConfig, ProxyConfig
-from evaluators.fingerprint import fingerprint_or_none
+from evaluators.config import EvaluatorConfig, ProxyConfig, Rejection
 from evaluators.outcome import Outcome
 from evaluators.registry import Dataset, get_dataset
 from evaluators.training import NonFiniteLoss, metric_names, train_proxy
+from evaluators.vocabulary import CASCADE, Stage, Status
 from spaces import Genome, GenomeError, Space
 
 # Metrics over all proxies, usable as objectives without an @proxy suffix.
@@ -86,13 +86,13 @@ class ProxyEvaluator(Evaluator):
     def evaluate(
         self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True, full: bool = True
     ) -> Outcome:
-        """``full=False`` runs the rejection stages only (the funnel benchmark): "done" means it passed them all."""
+        """``full=False`` runs the rejection stages only (the funnel benchmark): DONE means it passed them all."""
         start = time.perf_counter()
         metrics: dict[str, Any] = {}
         stage_seconds: dict[str, float] = {}
-        stage = "static" if cascade else "full"
+        stage = Stage.STATIC if cascade else Stage.FULL
 
-        def outcome(status: str, reason: str = "", objectives: dict[str, float] | None = None) -> Outcome:
+        def outcome(status: Status, reason: str = "", objectives: dict[str, float] | None = None) -> Outcome:
             return Outcome(
                 status=status,
                 stage=stage,
@@ -113,33 +113,29 @@ class ProxyEvaluator(Evaluator):
             objectives = {o.name: float(metrics[o.name]) for o in self.config.objectives} if full else {}
             check_finite_objectives(objectives)
         except (Rejected, NonFiniteLoss) as exc:
-            return outcome("rejected", str(exc))
+            return outcome(Status.REJECTED, str(exc))
         except GenomeError as exc:  # valid on its own, but not for this task's sizes (e.g. layernorm on 1 input)
-            return outcome("rejected", f"does not build for this task: {exc}")
+            return outcome(Status.REJECTED, f"does not build for this task: {exc}")
         except Exception as exc:
-            return outcome("failed", one_line(exc))
-        return outcome("done", objectives=objectives)
+            return outcome(Status.FAILED, one_line(exc))
+        return outcome(Status.DONE, objectives=objectives)
 
-    def _stage_names(self, cascade: bool, full: bool = True) -> list[str]:
+    def _stage_names(self, cascade: bool, full: bool = True) -> list[Stage]:
         """The enabled stages, cheapest first; ``full`` runs last unless left out."""
+        # Each section of the rejection config is named after the stage it switches on.
         rejection = self.config.rejection
-        enabled = {
-            "static": rejection.static.enabled,
-            "numeric_probe": rejection.numeric_probe.enabled,
-            "stability": rejection.stability.enabled,
-            "quality_gate": rejection.quality_gate.enabled,
-        }
-        return [name for name, on in enabled.items() if cascade and on] + (["full"] if full else [])
+        checks = [s for s in CASCADE if cascade and s in Rejection.model_fields and getattr(rejection, s).enabled]
+        return checks + ([Stage.FULL] if full else [])
 
-    def _run_stage(self, stage: str, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any]) -> None:
+    def _run_stage(self, stage: Stage, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any]) -> None:
         """Run one stage, recording its metrics as it goes (so a rejection keeps what was measured)."""
-        if stage == "static":
+        if stage is Stage.STATIC:
             metrics.update(check_static(self.space, genome))
-        elif stage == "numeric_probe":
+        elif stage is Stage.NUMERIC_PROBE:
             metrics.update(check_numeric_probe(self.space, genome, self.config.rejection.numeric_probe))
-        elif stage == "stability":
+        elif stage is Stage.STABILITY:
             metrics.update(self._stability(genome, seed))
-        elif stage == "quality_gate":
+        elif stage is Stage.QUALITY_GATE:
             self._quality_gate(genome, seed, metrics)
         else:
             self._train_all(genome, seed, steps, metrics)
@@ -194,11 +190,6 @@ class ProxyEvaluator(Evaluator):
         metrics["total_train_seconds"] = total_seconds
         if accuracies:
             metrics["mean_val_acc"] = sum(accuracies) / len(accuracies)
-
-    def fingerprint(self, genome: Genome) -> str | None:
-        if not self.config.fingerprint.enabled:
-            return None
-        return fingerprint_or_none(self.space, genome, self.config.fingerprint)
 
     def info(self) -> dict[str, Any]:
         return {

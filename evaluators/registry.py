@@ -75,16 +75,6 @@ def get_arch(name: str) -> ArchBuilder:
     return _lookup(_ARCHS, "architecture", name)
 
 
-def dataset_names() -> list[str]:
-    _load_builtins()
-    return sorted(_DATASETS)
-
-
-def arch_names() -> list[str]:
-    _load_builtins()
-    return sorted(_ARCHS)
-
-
 # Modules that register built-in datasets and architectures on import (each owns one task family).
 _BUILTIN_MODULES = ("evaluators.data", "evaluators.archs", "evaluators.vision", "evaluators.kan_tasks")
 

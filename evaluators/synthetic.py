@@ -12,8 +12,8 @@ import time
 
 from evaluators.base import Evaluator
 from evaluators.cascade import Rejected, check_finite_objectives, one_line
-from evaluators.fingerprint import fingerprint_or_none
 from evaluators.outcome import Outcome
+from evaluators.vocabulary import Stage, Status
 from spaces import Genome
 
 
@@ -53,24 +53,19 @@ class SyntheticEvaluator(Evaluator):
             }
             check_finite_objectives(objectives)
         except Rejected as exc:
-            return self._outcome("rejected", str(exc), {}, start)
+            return self._outcome(Status.REJECTED, str(exc), {}, start)
         except Exception as exc:
-            return self._outcome("failed", one_line(exc), {}, start)
-        return self._outcome("done", "", objectives, start)
+            return self._outcome(Status.FAILED, one_line(exc), {}, start)
+        return self._outcome(Status.DONE, "", objectives, start)
 
-    def _outcome(self, status: str, reason: str, objectives: dict[str, float], start: float) -> Outcome:
+    def _outcome(self, status: Status, reason: str, objectives: dict[str, float], start: float) -> Outcome:
         seconds = time.perf_counter() - start
         return Outcome(
             status=status,
-            stage="full",
+            stage=Stage.FULL,
             reason=reason,
             objectives=objectives,
             metrics=dict(objectives),
             seconds=seconds,
-            stage_seconds={"full": seconds},
+            stage_seconds={Stage.FULL: seconds},
         )
-
-    def fingerprint(self, genome: Genome) -> str | None:
-        if not self.config.fingerprint.enabled:
-            return None
-        return fingerprint_or_none(self.space, genome, self.config.fingerprint)

@@ -18,6 +18,8 @@ from deap import base as deap_base
 from deap import tools
 
 from evaluators.config import Objective
+from evaluators.vocabulary import Status
+from search.objectives import pareto_mask, pareto_ranks, signed_values
 from spaces import Genome, Space
 
 
@@ -45,20 +47,9 @@ class Result:
     candidate_id: int
     genome: Genome
     generation: int
-    status: str  # done, rejected, failed
+    status: Status  # DONE, REJECTED or FAILED
     objectives: dict[str, float]
     proposal_data: dict[str, Any] = field(default_factory=dict)
-
-
-def signed_values(objectives: dict[str, float], spec: list[Objective]) -> tuple[float, ...] | None:
-    """Objective values oriented so that larger is better; None if any is missing or not finite."""
-    values = []
-    for obj in spec:
-        v = objectives.get(obj.name)
-        if v is None or not math.isfinite(v):
-            return None
-        values.append(v if obj.direction == "max" else -v)
-    return tuple(values)
 
 
 class Algorithm(ABC):
@@ -137,7 +128,7 @@ class _Evolution(Algorithm):
 
     def _member(self, result: Result) -> _Member | None:
         """The population member for a finished evaluation; None if it is not a valid parent."""
-        values = signed_values(result.objectives, self.objectives) if result.status == "done" else None
+        values = signed_values(result.objectives, self.objectives) if result.status == Status.DONE else None
         if values is None:
             return None
         return _Member(result.candidate_id, result.genome, result.generation, values, self._fitness_cls(values))
@@ -196,7 +187,9 @@ class ParetoTournament(_Evolution):
     name = "pareto"
 
     def select_parent(self) -> _Member:
-        front = tools.sortNondominated(self._tournament(), self.tournament_size, first_front_only=True)[0]
+        sample = self._tournament()
+        on_front = pareto_mask(np.array([m.values for m in sample]))
+        front = [m for m, keep in zip(sample, on_front, strict=True) if keep]
         front.sort(key=lambda m: m.candidate_id)  # deterministic order before the random draw
         return front[int(self.rng.integers(len(front)))]
 
@@ -226,8 +219,8 @@ class NSGA2(_Evolution):
     def select_parent(self) -> _Member:
         if self._survivors is None:
             survivors = tools.selNSGA2(sorted(self.archive, key=lambda m: m.candidate_id), self.population_size)
-            fronts = tools.sortNondominated(survivors, len(survivors))
-            self._rank = {id(m): r for r, front in enumerate(fronts) for m in front}
+            ranks = pareto_ranks(np.array([m.values for m in survivors]))
+            self._rank = {id(m): int(r) for m, r in zip(survivors, ranks, strict=True)}
             self._survivors = survivors
             self.archive = list(survivors)  # dominated history is dropped once it can never survive
         a, b = (self._survivors[i] for i in self.rng.choice(len(self._survivors), size=2, replace=False))
@@ -243,7 +236,7 @@ class OptunaAlgorithm(Algorithm):
     sampler_name: ClassVar[str]
 
     def __init__(self, space: Space, objectives: list[Objective], rng: np.random.Generator, **options: Any):
-        if not hasattr(space, "suggest"):
+        if not space.supports_suggest():
             raise AlgorithmConfigError(
                 f"algorithm {self.name!r} needs a space with suggest(trial); space {space.kind!r} has none: "
                 "use random, evolution, pareto or nsga2"
@@ -272,7 +265,7 @@ class OptunaAlgorithm(Algorithm):
 
     def tell(self, result: Result) -> None:
         values = [result.objectives.get(o.name) for o in self.objectives]
-        ok = result.status == "done" and all(v is not None and math.isfinite(v) for v in values)
+        ok = result.status == Status.DONE and all(v is not None and math.isfinite(v) for v in values)
         number = result.proposal_data.get("trial")
         trial = self._trials.pop(number, None) if number is not None else None
         if trial is not None:

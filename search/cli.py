@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from evaluators.registry import UnknownComponentError
+from evaluators.vocabulary import FINISHED, StudyStatus
 from search.algorithms import AlgorithmConfigError
-from search.config import ConfigError, load_config, parse_config
-from search.store import Store, StoreError
+from search.config import ConfigError, StudyConfig, load_config, parse_config
+from search.store import DEFAULT_URL, URL_ENV, Store, StoreError, StudyRow, store_url
 from search.workers import WorkerStartError
 from spaces import GenomeError, SpaceConfigError
 
-DEFAULT_DB = "sqlite:///runs/layerforge.db"
 USER_ERRORS = (
     ConfigError,
     StoreError,
@@ -39,11 +39,7 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-DbOption = typer.Option(None, "--db", help="store URL (default: $LAYERFORGE_DB or sqlite:///runs/layerforge.db)")
-
-
-def _db(url: str | None) -> str:
-    return url or os.environ.get("LAYERFORGE_DB") or DEFAULT_DB
+DbOption = typer.Option(None, "--db", help=f"store URL (default: ${URL_ENV} or {DEFAULT_URL})")
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,9 +75,7 @@ def launch(
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Start a new study from CONFIG and run it to its budget."""
-    from search.export import export_study
     from search.runner import StudyRunner
-    from search.summary import print_summary
 
     _check_workers(workers)
     cfg = load_config(config)
@@ -91,11 +85,7 @@ def launch(
         cfg.ray.address = address
     store = Store(db or cfg.store.url)
     runner = StudyRunner(cfg, store, workers=workers, progress=progress, console=err_console)
-    study = runner.run()
-    manifest = None
-    if cfg.export.out and study.status == "finished":
-        manifest = export_study(store, cfg.name, cfg.export.out, top=cfg.export.top, pareto=cfg.export.pareto)
-    print_summary(console, store, study, manifest)
+    _report(store, cfg, runner.run())
 
 
 @app.command()
@@ -108,34 +98,39 @@ def resume(
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
     """Continue a stopped or crashed study: re-queue what was in flight and run to the budget."""
-    from search.export import export_study
     from search.runner import StudyRunner
-    from search.summary import print_summary
 
     _check_workers(workers)
-    store = Store(_db(db))
+    store = Store(store_url(db))
     runner = StudyRunner.for_existing(store, study, workers=workers, progress=progress, console=err_console)
     if address:
         runner.config.ray.address = address
-    row = runner.run(resume=True)
-    cfg = runner.config
+    _report(store, runner.config, runner.run(resume=True))
+
+
+def _report(store: Store, config: StudyConfig, study: StudyRow) -> None:
+    """After a run: export the best layers if the config asks and the study finished, then the summary."""
+    from search.export import export_study
+    from search.summary import print_summary
+
     manifest = None
-    if cfg.export.out and row.status == "finished":
-        manifest = export_study(store, cfg.name, cfg.export.out, top=cfg.export.top, pareto=cfg.export.pareto)
-    print_summary(console, store, row, manifest)
+    if config.export.out and study.status == StudyStatus.FINISHED:
+        wanted = config.export
+        manifest = export_study(store, config.name, wanted.out, top=wanted.top, pareto=wanted.pareto)
+    print_summary(console, store, study, manifest)
 
 
 @app.command("list")
 @user_errors
 def list_studies(db: str | None = DbOption) -> None:
     """List the studies in the store."""
-    store = Store(_db(db), read_only=True)
+    store = Store(store_url(db), read_only=True)
     table = Table()
     for col in ("name", "space", "algorithm", "status", "finished", "budget", "created"):
         table.add_column(col)
     for s in store.list_studies():
         counts = store.count_by_status(s.id)
-        finished = sum(n for k, n in counts.items() if k in ("done", "rejected", "failed"))
+        finished = sum(counts.get(status, 0) for status in FINISHED)
         table.add_row(
             s.name,
             s.space,
@@ -159,7 +154,7 @@ def status(
     if study is None:
         list_studies(db)
         return
-    store = Store(_db(db), read_only=True)
+    store = Store(store_url(db), read_only=True)
     print_summary(console, store, store.get_study(study))
 
 
@@ -179,7 +174,7 @@ def export(
         raise ConfigError("choose exactly one of --top K or --pareto")
     if top is not None and top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
-    manifest = export_study(Store(_db(db), read_only=True), study, out, top=top, pareto=pareto)
+    manifest = export_study(Store(store_url(db), read_only=True), study, out, top=top, pareto=pareto)
     console.print(f"exported to {out} (manifest: {manifest})")
 
 
@@ -194,14 +189,15 @@ def rerank(
     db: str | None = DbOption,
 ) -> None:
     """Re-train the top candidates and the baselines with several seeds; print mean ± std per objective."""
+    from search.objectives import objectives_of
     from search.rerank import compare
     from search.rerank import rerank as run_rerank
-    from search.results import mean_std, objectives_of
+    from search.results import mean_std
 
     if top < 1 or seeds < 1 or (steps is not None and steps < 1):
         raise ConfigError("--top, --seeds and --steps must be at least 1")
     _check_workers(workers)
-    store = Store(_db(db))
+    store = Store(store_url(db))
     rows = run_rerank(store, study, top=top, seeds=seeds, steps=steps, console=err_console, workers=workers)
     row = store.get_study(study)
     names = [o.name for o in objectives_of(row)]
@@ -232,7 +228,7 @@ def dashboard(
     import importlib.util
     import sys
 
-    url = _db(db)
+    url = store_url(db)
     Store(url, read_only=True).close()  # a wrong URL or a missing file fails here, with the store's message
     spec = importlib.util.find_spec("dashboard")
     if spec is None or spec.origin is None:
@@ -249,7 +245,7 @@ def dashboard(
     console.print(f"dashboard on http://{host}:{port} (store {url}, read-only); Ctrl-C stops it")
     sys.stdout.flush()
     # Become the Streamlit server, so Ctrl-C and SIGTERM reach it directly and no child outlives this command.
-    os.execve(sys.executable, command, {**os.environ, "LAYERFORGE_DB": url})
+    os.execve(sys.executable, command, {**os.environ, URL_ENV: url})
 
 
 def main() -> None:

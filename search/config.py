@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from evaluators.config import EvaluatorConfig
+from evaluators.config import EvaluatorConfig, Strict
+from search.algorithms import ALGORITHMS
+from search.store import DEFAULT_URL
 
 
 class ConfigError(ValueError):
     """A study config or CLI argument is invalid; the message says where and how to fix it."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SpaceSection(Strict):
@@ -26,8 +24,15 @@ class SpaceSection(Strict):
 
 
 class AlgorithmSection(Strict):
-    name: Literal["random", "evolution", "pareto", "nsga2", "optuna_tpe", "optuna_nsga2"] = "evolution"
+    name: str = "evolution"
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(sorted(ALGORITHMS))}")
+        return name
 
 
 class BudgetSection(Strict):
@@ -57,7 +62,7 @@ class ResourcesSection(Strict):
 
 
 class StoreSection(Strict):
-    url: str = "sqlite:///runs/layerforge.db"
+    url: str = DEFAULT_URL
 
 
 class RaySection(Strict):

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import ray
 from ray.exceptions import GetTimeoutError, OutOfMemoryError, RayActorError, RayError, RayTaskError
 
+from evaluators.vocabulary import Stage
 from search.workers import Slot, WorkerPool
 
 
@@ -28,15 +29,18 @@ class Job:
 
 
 class JobSource(Protocol):
-    def next_job(self) -> Job | None:
-        """A new job, or None when nothing more should start now (budget spent, stopping)."""
+    def next_job(self, in_flight: int) -> Job | None:
+        """A new job, or None when nothing more should start now (budget spent, stopping).
+
+        ``in_flight``: the jobs running or queued on workers now (a budget counts them as spent).
+        """
 
     def on_dispatch(self, job: Job, worker: str) -> None: ...
 
     def on_result(self, job: Job, result: dict[str, Any]) -> None: ...
 
-    def on_failure(self, job: Job, stage: str, reason: str) -> None:
-        """The job ends without a result: it hung (stage "timeout") or lost its worker too often."""
+    def on_failure(self, job: Job, stage: Stage, reason: str) -> None:
+        """The job ends without a result: it hung (Stage.TIMEOUT) or lost its worker too often."""
 
     def stopping(self) -> bool: ...
 
@@ -95,7 +99,7 @@ class Dispatcher:
     def _fill(self, source: JobSource) -> bool:
         """Dispatch re-queued jobs, then new ones, while actors have room; True when the source has nothing more."""
         while (slot := self.pool.free_slot()) is not None:
-            job = self.requeued.popleft() if self.requeued else source.next_job()
+            job = self.requeued.popleft() if self.requeued else source.next_job(len(self.in_flight))
             if job is None:
                 return True
             self._submit(slot, job, source)
@@ -125,7 +129,8 @@ class Dispatcher:
             return
         except RayTaskError as exc:
             self._finish(ref, slot)
-            source.on_failure(job, "worker", f"{type(exc.cause).__name__ if exc.cause else 'error'}: {_short(exc)}")
+            cause = type(exc.cause).__name__ if exc.cause else "error"
+            source.on_failure(job, Stage.WORKER, f"{cause}: {_short(exc)}")
             return
         except (GetTimeoutError, RayError) as exc:
             self._lose_worker(slot, source, f"{type(exc).__name__}: {_short(exc)}")
@@ -151,7 +156,7 @@ class Dispatcher:
             if position > 0:
                 self.requeued.append(job)
             elif job.attempt >= self.max_attempts:
-                source.on_failure(job, "worker_lost", f"worker lost {job.attempt} times; last: {reason}")
+                source.on_failure(job, Stage.WORKER_LOST, f"worker lost {job.attempt} times; last: {reason}")
             else:
                 job.attempt += 1
                 self.requeued.append(job)
@@ -169,7 +174,8 @@ class Dispatcher:
             for ref in lost:
                 job, _ = self.in_flight.pop(ref)
                 if job is head:
-                    source.on_failure(job, "timeout", f"no result after {self.timeout_seconds:.0f} s; worker replaced")
+                    reason = f"no result after {self.timeout_seconds:.0f} s; worker replaced"
+                    source.on_failure(job, Stage.TIMEOUT, reason)
                 else:
                     self.requeued.append(job)  # queued behind the hung job: not its fault, same attempt
 

@@ -11,15 +11,14 @@ from typing import Any
 
 from evaluators.config import ProxyConfig
 from evaluators.registry import get_dataset
-from search.results import Scored, objectives_of, pareto_front, scored_candidates, top_k
+from search.objectives import objectives_of
+from search.results import Scored, pareto_front, scored_candidates, top_k
 from search.store import Store, StoreError, StudyRow
-from spaces import get_space
-
-_CLASS_PREFIX = {"activation": "Activation", "normact": "NormAct", "kan": "KAN"}
+from spaces import Space, get_space
 
 
-def class_name_for(space_kind: str, candidate_id: int) -> str:
-    return f"{_CLASS_PREFIX.get(space_kind, space_kind.title())}C{candidate_id}"
+def class_name_for(space: Space, candidate_id: int) -> str:
+    return f"{space.class_prefix}C{candidate_id}"
 
 
 def constructor_signature(source: str, class_name: str) -> str:
@@ -74,7 +73,7 @@ def export_candidates(store: Store, study_name: str, chosen: list[Scored], out_d
     entries = []
     for rank, s in enumerate(chosen, start=1):
         cand, ev = s.candidate, s.evaluation
-        class_name = class_name_for(study.space, cand.id)
+        class_name = class_name_for(space, cand.id)
         stem = f"{study.name}_c{cand.id}".replace("-", "_").replace(".", "_")
         source = space.to_source(cand.genome, class_name, **sizes)
         constructor = constructor_signature(source, class_name)

@@ -17,11 +17,16 @@ from rich.console import Console
 from rich.progress import Progress
 from scipy import stats
 
+from evaluators.config import Objective
+from evaluators.outcome import Outcome
+from evaluators.vocabulary import Status
 from search.config import parse_config
 from search.dispatch import Dispatcher, Job
-from search.results import baselines, mean_std, objectives_of, scored_candidates, top_k
-from search.runner import make_pool, start_ray_for
+from search.objectives import objectives_of, oriented
+from search.results import baselines, mean_std, scored_candidates, top_k
 from search.store import CandidateRow, Store, StudyRow, utcnow
+from search.workers import make_pool, start_ray_for
+from spaces import get_space
 
 
 @dataclass
@@ -36,24 +41,23 @@ class _RerankSource:
         self.store, self.study, self.jobs = store, study, list(jobs)
         self.progress, self.task = progress, task
 
-    def next_job(self) -> Job | None:
+    def next_job(self, in_flight: int) -> Job | None:
         return self.jobs.pop(0) if self.jobs else None
 
     def on_dispatch(self, job: Job, worker: str) -> None:
         self.store.update_evaluation(
-            job.evaluation_id, status="running", worker=worker, attempt=job.attempt, started_at=utcnow()
+            job.evaluation_id, status=Status.RUNNING, worker=worker, attempt=job.attempt, started_at=utcnow()
         )
 
     def on_result(self, job: Job, result: dict[str, Any]) -> None:
-        out = result["outcome"]
-        objectives = {k: v for k, v in out["objectives"].items() if isinstance(v, int | float) and math.isfinite(v)}
+        outcome = Outcome.from_dict(result["outcome"])
         self.store.update_evaluation(
             job.evaluation_id,
-            status=out["status"],
-            stage=out["stage"],
-            reason=out["reason"],
-            objectives=objectives,
-            seconds=out["seconds"],
+            status=outcome.status,
+            stage=outcome.stage,
+            reason=outcome.reason,
+            objectives=outcome.finite_objectives(),
+            seconds=outcome.seconds,
             worker=result["worker"],
             finished_at=utcnow(),
         )
@@ -61,7 +65,7 @@ class _RerankSource:
 
     def on_failure(self, job: Job, stage: str, reason: str) -> None:
         self.store.update_evaluation(
-            job.evaluation_id, status="failed", stage=stage, reason=reason, finished_at=utcnow()
+            job.evaluation_id, status=Status.FAILED, stage=stage, reason=reason, finished_at=utcnow()
         )
         self.progress.advance(self.task)
 
@@ -96,11 +100,13 @@ def rerank(
         for seed in seed_values:
             if (cand.id, seed) in done:
                 continue
-            ev_id = store.add_evaluation(study.id, cand.id, purpose="rerank", status="pending", seed=seed, steps=steps)
+            ev_id = store.add_evaluation(
+                study.id, cand.id, purpose="rerank", status=Status.PENDING, seed=seed, steps=steps
+            )
             jobs.append(Job(ev_id, {"genome": cand.genome, "seed": seed, "steps": steps, "cascade": False}))
     if jobs:
         started_ray = start_ray_for(config, Path(runs_dir))
-        pool = make_pool(config, workers)
+        pool = make_pool(config, get_space(config.space.kind, **config.space.options), workers)
         try:
             pool.start()
             with Progress(console=console) as progress:
@@ -130,7 +136,7 @@ def _search_steps(config: Any) -> int:
 
 def _existing(store: Store, study: StudyRow, steps: int | None) -> set[tuple[int, int]]:
     rows = store.evaluations(study.id, purpose="rerank")
-    return {(c.id, e.seed) for c, e in rows if e.status == "done" and e.steps == steps}
+    return {(c.id, e.seed) for c, e in rows if e.status == Status.DONE and e.steps == steps}
 
 
 def collect(
@@ -138,7 +144,7 @@ def collect(
 ) -> list[RerankRow]:
     by_candidate: dict[int, dict[str, list[float]]] = {c.id: {} for c in chosen}
     for cand, ev in store.evaluations(study.id, purpose="rerank"):
-        if cand.id in by_candidate and ev.status == "done" and ev.steps == steps and ev.seed in seed_values:
+        if cand.id in by_candidate and ev.status == Status.DONE and ev.steps == steps and ev.seed in seed_values:
             for name, value in ev.objectives.items():
                 by_candidate[cand.id].setdefault(name, []).append(value)
     return [RerankRow(c, c.seed_name or f"c{c.id}", by_candidate[c.id]) for c in chosen]
@@ -158,14 +164,14 @@ def compare(rows: list[RerankRow], study: StudyRow, baseline_name: str | None = 
     lines = []
     for obj in objectives_of(study):
         base = baseline.values.get(obj.name, [])
-        best = max(searched, key=lambda r: _oriented(mean_std(r.values.get(obj.name, []))[0], obj.direction))
+        best = max(searched, key=lambda r: _oriented_mean(r.values.get(obj.name, []), obj))
         vals = best.values.get(obj.name, [])
         if len(vals) < 2 or len(base) < 2:
             lines.append(f"{obj.name}: too few seeds for a test")
             continue
         (m1, s1), (m0, s0) = mean_std(vals), mean_std(base)
         p = stats.ttest_ind(vals, base, equal_var=False).pvalue
-        better = (m1 > m0) if obj.direction == "max" else (m1 < m0)
+        better = oriented(m1, obj) > oriented(m0, obj)
         verdict = ("beats" if better else "is worse than") if p < 0.05 else "is not distinguishable from"
         lines.append(
             f"{obj.name}: best searched {best.label} {m1:.4f} ± {s1:.4f} {verdict} "
@@ -174,7 +180,7 @@ def compare(rows: list[RerankRow], study: StudyRow, baseline_name: str | None = 
     return lines
 
 
-def _oriented(value: float, direction: str) -> float:
-    if math.isnan(value):
-        return -math.inf
-    return value if direction == "max" else -value
+def _oriented_mean(values: list[float], objective: Objective) -> float:
+    """The mean turned so that larger is better; a candidate with no runs ranks last."""
+    mean = mean_std(values)[0]
+    return -math.inf if math.isnan(mean) else oriented(mean, objective)

@@ -6,11 +6,10 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from deap import base as deap_base
-from deap import tools
+import numpy as np
 
-from evaluators.config import Objective
-from search.algorithms import signed_values
+from evaluators.vocabulary import CASCADE, OUTSIDE_CASCADE, Status
+from search.objectives import objectives_of, pareto_mask, signed_values
 from search.store import CandidateRow, EvaluationRow, Store, StudyRow
 
 
@@ -21,16 +20,12 @@ class Scored:
     values: tuple[float, ...]  # oriented: larger is better
 
 
-def objectives_of(study: StudyRow) -> list[Objective]:
-    return [Objective.model_validate(o) for o in study.objectives]
-
-
 def scored_candidates(store: Store, study: StudyRow) -> list[Scored]:
     """Every original candidate whose search evaluation finished with all objectives."""
     objectives = objectives_of(study)
     out = []
     for cand, ev in store.history(study.id):
-        if ev.status != "done" or cand.duplicate_of is not None:
+        if ev.status != Status.DONE or cand.duplicate_of is not None:
             continue
         values = signed_values(ev.objectives, objectives)
         if values is not None:
@@ -44,17 +39,12 @@ def top_k(scored: list[Scored], k: int) -> list[Scored]:
 
 
 def pareto_front(scored: list[Scored]) -> list[Scored]:
+    """The non-dominated candidates over all objectives, best first as in ``top_k``."""
     if not scored:
         return []
-    fitness_cls = type("Fitness", (deap_base.Fitness,), {"weights": (1.0,) * len(scored[0].values)})
-
-    class _Ind:
-        def __init__(self, s: Scored):
-            self.scored = s
-            self.fitness = fitness_cls(s.values)
-
-    front = tools.sortNondominated([_Ind(s) for s in scored], len(scored), first_front_only=True)[0]
-    return top_k([ind.scored for ind in front], len(front))
+    on_front = pareto_mask(np.array([s.values for s in scored]))
+    front = [s for s, keep in zip(scored, on_front, strict=True) if keep]
+    return top_k(front, len(front))
 
 
 def baselines(store: Store, study: StudyRow) -> list[tuple[CandidateRow, EvaluationRow]]:
@@ -67,11 +57,6 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return float("nan"), float("nan")
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-# The cascade in the order a candidate meets it: the driver's dedupe and fingerprint, then the worker's stages
-# (the driver's whitelist check of an invalid genome, which comes first, is recorded as "static" too).
-CASCADE = ("dedupe", "fingerprint", "static", "numeric_probe", "stability", "quality_gate", "full")
 
 
 @dataclass
@@ -102,7 +87,7 @@ def rejection_funnel(store: Store, study: StudyRow) -> tuple[list[FunnelStage], 
             outside[ev.stage or "?"] = outside.get(ev.stage or "?", 0) + 1
             continue
         index = CASCADE.index(ev.stage)
-        ended_at.append(index + 0.5 if ev.status == "done" else index)  # done: passed the last stage too
+        ended_at.append(index + 0.5 if ev.status == Status.DONE else index)  # done: passed the last stage too
         used.update(ev.stage_seconds or {})
         used.add(ev.stage)
     stages = [
@@ -120,18 +105,7 @@ def rejection_funnel(store: Store, study: StudyRow) -> tuple[list[FunnelStage], 
 
 def stage_funnel(store: Store, study: StudyRow) -> list[dict[str, Any]]:
     """Counts and worker seconds per (status, stage), in cascade order."""
-    order = [
-        "static",
-        "dedupe",
-        "fingerprint",
-        "numeric_probe",
-        "stability",
-        "quality_gate",
-        "full",
-        "worker",
-        "timeout",
-        "worker_lost",
-    ]
+    order = [*CASCADE, *OUTSIDE_CASCADE]
     rows = [
         {"status": st, "stage": stage, "count": n, "seconds": sec}
         for (st, stage), (n, sec) in store.count_by_stage(study.id).items()

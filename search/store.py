@@ -6,6 +6,7 @@ Only the driver writes. Dashboard reads are incremental (``id > cursor``) and ca
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     JSON,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -33,10 +35,12 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from evaluators.vocabulary import FINAL, IN_FLIGHT, Status, StudyStatus
+
 T = TypeVar("T")
 
-# Evaluation statuses. "pending"/"running" rows are in flight; the others are final.
-FINAL_STATUSES = ("done", "rejected", "failed", "duplicate")
+DEFAULT_URL = "sqlite:///runs/layerforge.db"
+URL_ENV = "LAYERFORGE_DB"  # the store the CLI and the dashboard use when none is given
 
 
 class StoreError(RuntimeError):
@@ -45,6 +49,23 @@ class StoreError(RuntimeError):
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def store_url(url: str | None = None) -> str:
+    """``url``, else $LAYERFORGE_DB, else the default SQLite file under runs/."""
+    return url or os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def _word_column(words: type[Status | StudyStatus]) -> Enum:
+    """A status column: VARCHAR(20) holding the plain values (as stores always have), read back as members."""
+    return Enum(
+        words,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda enum: [member.value for member in enum],
+        validate_strings=True,
+    )
 
 
 class Base(DeclarativeBase):
@@ -57,7 +78,7 @@ class StudyRow(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     space: Mapped[str] = mapped_column(String(50))
     algorithm: Mapped[str] = mapped_column(String(50))
-    status: Mapped[str] = mapped_column(String(20), default="created")  # created, running, stopped, finished
+    status: Mapped[StudyStatus] = mapped_column(_word_column(StudyStatus), default=StudyStatus.CREATED)
     seed: Mapped[int] = mapped_column(Integer, default=0)
     budget_evaluations: Mapped[int | None] = mapped_column(Integer, nullable=True)
     budget_minutes: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -99,7 +120,7 @@ class EvaluationRow(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"))
     purpose: Mapped[str] = mapped_column(String(20), default="search")  # search, rerank
-    status: Mapped[str] = mapped_column(String(20))  # pending, running, done, rejected, failed, duplicate
+    status: Mapped[Status] = mapped_column(_word_column(Status))
     stage: Mapped[str | None] = mapped_column(String(30), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     attempt: Mapped[int] = mapped_column(Integer, default=1)
@@ -322,7 +343,7 @@ class Store:
         self.write(lambda s: s.execute(update(EvaluationRow).where(EvaluationRow.id == evaluation_id).values(**values)))
 
     def _search_rows(
-        self, study_id: int, statuses: tuple[str, ...], *order: Any
+        self, study_id: int, statuses: tuple[Status, ...], *order: Any
     ) -> list[tuple[CandidateRow, EvaluationRow]]:
         q = (
             select(CandidateRow, EvaluationRow)
@@ -338,13 +359,13 @@ class Store:
 
     def history(self, study_id: int) -> list[tuple[CandidateRow, EvaluationRow]]:
         """Search evaluations in the order they finished, joined with their candidates (for replay)."""
-        return self._search_rows(study_id, FINAL_STATUSES, EvaluationRow.finished_at, EvaluationRow.id)
+        return self._search_rows(study_id, FINAL, EvaluationRow.finished_at, EvaluationRow.id)
 
     def unfinished(self, study_id: int) -> list[tuple[CandidateRow, EvaluationRow]]:
         """Evaluations left pending or running by a driver that stopped (to re-queue on resume)."""
-        return self._search_rows(study_id, ("pending", "running"), EvaluationRow.id)
+        return self._search_rows(study_id, IN_FLIGHT, EvaluationRow.id)
 
-    def count_by_status(self, study_id: int, purpose: str = "search") -> dict[str, int]:
+    def count_by_status(self, study_id: int, purpose: str = "search") -> dict[Status, int]:
         q = (
             select(EvaluationRow.status, func.count())
             .where(EvaluationRow.study_id == study_id, EvaluationRow.purpose == purpose)
@@ -352,7 +373,7 @@ class Store:
         )
         return self.read(lambda s: {status: n for status, n in s.execute(q).all()})
 
-    def count_by_stage(self, study_id: int) -> dict[tuple[str, str], tuple[int, float]]:
+    def count_by_stage(self, study_id: int) -> dict[tuple[Status, str], tuple[int, float]]:
         """(status, stage) -> (count, worker seconds) for final search evaluations."""
         q = (
             select(
@@ -364,7 +385,7 @@ class Store:
             .where(
                 EvaluationRow.study_id == study_id,
                 EvaluationRow.purpose == "search",
-                EvaluationRow.status.in_(FINAL_STATUSES),
+                EvaluationRow.status.in_(FINAL),
             )
             .group_by(EvaluationRow.status, EvaluationRow.stage)
         )

@@ -7,10 +7,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from evaluators.vocabulary import FINISHED, Stage
+from search.objectives import objectives_of
 from search.results import (
     Scored,
     baselines,
-    objectives_of,
     pareto_front,
     rejection_funnel,
     scored_candidates,
@@ -27,7 +28,7 @@ def _fmt(value: object) -> str:
 
 def evaluations_per_minute(store: Store, study: StudyRow) -> float:
     counts = store.count_by_status(study.id)
-    finished = sum(n for s, n in counts.items() if s in ("done", "rejected", "failed"))
+    finished = sum(counts.get(status, 0) for status in FINISHED)
     return finished / (study.active_seconds / 60) if study.active_seconds else 0.0
 
 
@@ -47,7 +48,7 @@ def _candidate_table(title: str, rows: list[Scored], names: list[str]) -> Table:
 def _funnel_table(store: Store, study: StudyRow) -> tuple[Table, str]:
     """The rejection funnel in cascade order, and a line for evaluations that ended outside it."""
     stages, outside = rejection_funnel(store, study)
-    full = next((s for s in stages if s.stage == "full"), None)
+    full = next((s for s in stages if s.stage == Stage.FULL), None)
     table = Table(
         title="Rejection funnel, cheapest stage first",
         caption="stopped: rejected, failed or a duplicate there; x full: seconds each / one full training",

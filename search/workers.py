@@ -1,11 +1,12 @@
-"""Ray actors that evaluate candidates, and the embedded local Ray instance.
+"""Ray actors that evaluate candidates, the pool that keeps them, and the embedded local Ray instance.
 
-The driver owns the ``ray.wait`` loop (see ``search.runner``); actors only evaluate and return plain dicts.
+The driver owns the ``ray.wait`` loop (see ``search.dispatch``); actors only evaluate and return plain dicts.
 They never open the store.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import socket
@@ -16,6 +17,9 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
+
+from search.config import StudyConfig
+from spaces import Space, get_space
 
 # Set before Ray starts anywhere in this process (driver, CLI, tests): no login token, no usage stats.
 RAY_ENV_DEFAULTS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -49,22 +53,41 @@ def ensure_ray(address: str | None, object_store_memory_mb: int, tmpdir: str | P
     return True
 
 
+def start_ray_for(config: StudyConfig, runs_dir: Path) -> bool:
+    """Connect to the configured cluster or start the embedded local Ray; True if this call started it."""
+    tmpdir = config.ray.tmpdir or str(runs_dir / "ray")
+    return ensure_ray(config.ray.address, config.ray.object_store_memory_mb, tmpdir)
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """What a worker needs to build the study's space.
+
+    The module that defines the space's class is imported first, so a space registered by any importable
+    module (a plug-in, a test's own space) works in the workers, not only the built-ins.
+    """
+
+    module: str
+    kind: str
+    options: dict[str, Any]
+
+    @classmethod
+    def of(cls, space: Space, options: dict[str, Any]) -> SpaceSpec:
+        return cls(type(space).__module__, space.kind, options)
+
+    def build(self) -> Space:
+        importlib.import_module(self.module)
+        return get_space(self.kind, **self.options)
+
+
 @ray.remote
 class EvaluationWorker:
     """Holds one evaluator (and its datasets) for its whole life; trains on the GPU Ray assigned it, if any."""
 
-    def __init__(
-        self,
-        name: str,
-        space_kind: str,
-        space_options: dict[str, Any],
-        evaluator_config: dict[str, Any],
-        gpu_fraction: float = 0.0,
-    ):
+    def __init__(self, name: str, space: SpaceSpec, evaluator_config: dict[str, Any], gpu_fraction: float = 0.0):
         import torch
 
         from evaluators import EvaluatorConfig, make_evaluator
-        from spaces import get_space
 
         self.name = name
         config = EvaluatorConfig.model_validate(evaluator_config)
@@ -86,7 +109,7 @@ class EvaluationWorker:
             }
         elif config.device == "cuda":
             raise RuntimeError("evaluator.device is 'cuda' but this worker was given no GPU; set gpus_per_worker")
-        self.evaluator = make_evaluator(get_space(space_kind, **space_options), config, device=device)
+        self.evaluator = make_evaluator(space.build(), config, device=device)
         self.host = socket.gethostname()
         self.node_id = ray.get_runtime_context().get_node_id()
 
@@ -153,8 +176,7 @@ class WorkerPool:
     def __init__(
         self,
         size: int,
-        space_kind: str,
-        space_options: dict[str, Any],
+        space: SpaceSpec,
         evaluator_config: dict[str, Any],
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
@@ -170,7 +192,7 @@ class WorkerPool:
         self.max_size = max_size
         self.start_timeout = start_timeout
         self.rescale_seconds = rescale_seconds
-        self._args = (space_kind, space_options, evaluator_config)
+        self._args = (space, evaluator_config)
         self._options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_restarts": 0, "max_task_retries": 0}
         self.num_gpus = num_gpus  # per actor; Ray assigns the GPU, the actor caps its memory to this share
         self._counter = 0
@@ -295,6 +317,36 @@ class WorkerPool:
         for slot in self.slots:
             _kill(slot.actor)
         self.slots = []
+
+
+def make_pool(config: StudyConfig, space: Space, workers: int | None = None) -> WorkerPool:
+    """A pool sized by ``workers`` (the CLI's), else the config's, else what the cluster holds now.
+
+    With ``resources.autoscale`` the pool starts at what the cluster holds (capped by the worker count, if given)
+    and follows the cluster as nodes join and leave. ``gpus_per_worker`` counts only if the cluster has a GPU now
+    (an autoscaling cluster should keep one GPU node up: min_workers 1 in ray_cluster.yaml).
+    """
+    res = config.resources
+    limit = res.workers if workers is None else workers
+    # CPU-only machines run GPU configs: with no GPU in the cluster the workers ask for none and train on CPU.
+    gpus = res.gpus_per_worker if ray.cluster_resources().get("GPU", 0.0) > 0 else 0.0
+    capacity = cluster_capacity(res.cpus_per_worker, gpus)
+    if res.autoscale:
+        size = capacity if limit is None else min(capacity, limit)
+    else:
+        size = capacity if limit is None else limit
+    in_flight = res.max_in_flight or 2 * size
+    queue = max(1, math.ceil(in_flight / size))
+    return WorkerPool(
+        size,
+        SpaceSpec.of(space, config.space.options),
+        config.evaluator.model_dump(),
+        num_cpus=res.cpus_per_worker,
+        num_gpus=gpus,
+        queue_per_worker=queue,
+        autoscale=res.autoscale,
+        max_size=limit,
+    )
 
 
 def _kill(actor: Any) -> None:

@@ -160,8 +160,8 @@ class Space(ABC):
         """What the dashboard draws of a valid genome beside its formula; None draws nothing."""
         return None
 
-    def reference(self) -> tuple[str, Genome] | None:
-        """A well-known genome drawn beside candidates for scale (e.g. ReLU); None for no reference."""
+    def reference(self) -> tuple[str, Presentation] | None:
+        """A well-known layer drawn beside candidates for scale (e.g. ReLU), even where the space cannot express it."""
         return None
 
     def parse(self, text: str) -> Genome:

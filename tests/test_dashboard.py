@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import analysis, queries
 from search.config import parse_config
 from search.export import export_candidates
+from search.objectives import objectives_of
 from search.results import pareto_front, scored_candidates
 from search.runner import StudyRunner
 from search.store import Store, StudyRow, utcnow
@@ -283,7 +284,8 @@ def test_pareto_front_matches_the_search_results_module(stores: dict[str, Store]
     store = stores["normal"]
     study = store.get_study("normal")
     log = queries.EvaluationLog(study.id, [o["name"] for o in study.objectives]).refresh(store)
-    ours = analysis.pareto_front(analysis.scored(log, study.objectives), study.objectives)
+    objectives = objectives_of(study)
+    ours = analysis.pareto_front(analysis.scored(log, objectives), objectives)
     theirs = pareto_front(scored_candidates(store, study))
     assert list(ours["candidate"]) == [s.candidate.id for s in theirs]
 

@@ -388,12 +388,9 @@ def test_fingerprint_collides_only_for_equal_functions():
     assert fingerprint(SPACE, G("relu"), Fingerprint(seed=5)) != prints["relu"]
 
 
-def test_fingerprint_handles_non_finite_and_unbuildable(evaluator):
+def test_fingerprint_handles_non_finite_and_unbuildable():
     assert fingerprint(SPACE, G("log"), FINGERPRINT) not in (None, fingerprint(SPACE, G("exp"), FINGERPRINT))
     assert fingerprint_or_none(SPACE, G("broken"), FINGERPRINT) is None
-    assert evaluator.fingerprint(G("relu")) == fingerprint(SPACE, G("relu"), FINGERPRINT)
-    disabled = ProxyEvaluator(SPACE, proxy_config(fingerprint={"enabled": False}), "cpu")
-    assert disabled.fingerprint(G("relu")) is None
 
 
 def test_fingerprint_is_the_same_in_another_process():

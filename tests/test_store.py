@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
+from evaluators.vocabulary import Status, StudyStatus
 from search.config import parse_config
 from search.runner import StudyRunner
 from search.store import CandidateRow, Store, StoreError, utcnow
@@ -122,6 +123,21 @@ def test_counts_by_status_and_stage(store: Store) -> None:
         )
     assert store.count_by_status(study) == {"done": 2, "rejected": 1, "running": 1}
     assert store.count_by_stage(study) == {("done", "full"): (2, 5.0), ("rejected", "quality_gate"): (1, 0.5)}
+
+
+def test_statuses_are_stored_as_their_plain_words_and_read_back_as_members(store: Store) -> None:
+    study = _study(store)
+    _, ev_id = store.add_candidate_with_evaluation(study, _candidate("a"), {"status": Status.DONE})
+    with store.engine.begin() as conn:
+        assert conn.execute(text("SELECT status FROM evaluations")).scalar_one() == "done"
+        assert conn.execute(text("SELECT status FROM studies")).scalar_one() == "created"
+        conn.execute(text("UPDATE evaluations SET status = 'rejected'"))  # as an older store holds it
+    _, ev = store.history(study)[0]
+    assert ev.status is Status.REJECTED and f"{ev.status}" == str(ev.status) == "rejected"
+    assert store.count_by_status(study) == {Status.REJECTED: 1}
+    assert store.get_study("s").status is StudyStatus.CREATED
+    with pytest.raises(StatementError, match="not among the defined enum values"):
+        store.update_evaluation(ev_id, status="finished")
 
 
 def test_read_only_store_reads_but_refuses_writes(store: Store, store_url: str) -> None:

@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, layers, queries, state
+from evaluators.vocabulary import Status
 from search.results import mean_std
 from search.store import CandidateRow, EvaluationRow, StoreError, StudyRow
-from spaces import GenomeError
+from spaces import Curve, GenomeError, Graph, Space, Table
 
 
 def pick_candidate() -> int | None:
@@ -59,19 +60,29 @@ def layer_view(study: StudyRow, cand: CandidateRow) -> None:
     except GenomeError as exc:
         st.warning(f"This genome does not validate, so it cannot be drawn: {exc}")
         return
-    if study.space == "activation":
-        series = [(f"c{cand.id}", *layers.activation_curve(space, cand.genome), "solid")]
-        series.append(("ReLU", *layers.relu_curve(), "dot"))
-        parent = layers.first_parent(state.store(), cand)
-        if parent is not None:
-            series.append((f"parent c{parent.id}", *layers.activation_curve(space, parent.genome), "dash"))
-        st.plotly_chart(charts.curves(series, layers.grid()), key="activation_plot", width="stretch")
-    elif study.space == "normact":
+    drawn = space.present(cand.genome)
+    if isinstance(drawn, Curve):
+        curve_plot(space, cand, drawn)
+    elif isinstance(drawn, Graph):
         st.subheader("Graph")
-        st.graphviz_chart(layers.graph_dot(space, cand.genome))
-    elif study.space == "kan":
+        st.graphviz_chart(drawn.dot)
+    elif isinstance(drawn, Table):
         st.subheader("Layers")
-        st.dataframe(pd.DataFrame(layers.kan_layers(cand.genome)), hide_index=True, key="kan_layers")
+        st.dataframe(pd.DataFrame(drawn.rows), hide_index=True, key=f"{space.kind}_layers")
+
+
+def curve_plot(space: Space, cand: CandidateRow, curve: Curve) -> None:
+    """The candidate's f and f', the space's reference for scale, and the parent it was varied from."""
+    series = [(f"c{cand.id}", curve, "solid")]
+    reference = layers.reference_curve(space)
+    if reference is not None:
+        series.append((*reference, "dot"))
+    parent = layers.first_parent(state.store(), cand)
+    if parent is not None:
+        drawn = layers.presentation(space, parent.genome)
+        if isinstance(drawn, Curve):
+            series.append((f"parent c{parent.id}", drawn, "dash"))
+    st.plotly_chart(charts.curves(series), key="activation_plot", width="stretch")
 
 
 def lineage(study: StudyRow, cand: CandidateRow) -> None:
@@ -112,7 +123,7 @@ def rerank(study: StudyRow, cand: CandidateRow) -> None:
     store = state.store()
     relu = queries.seed_candidate(store, study.id, "relu")
     ids = [cand.id] + ([relu.id] if relu is not None and relu.id != cand.id else [])
-    done = [e for e in queries.evaluations_of(store, ids, "rerank") if e.status == "done"]
+    done = [e for e in queries.evaluations_of(store, ids, "rerank") if e.status == Status.DONE]
     if not any(e.candidate_id == cand.id for e in done):
         return
     st.subheader("Re-ranking")

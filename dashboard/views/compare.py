@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import charts, layers, queries, state
 from search.store import CandidateRow, StudyRow
-from spaces import GenomeError
+from spaces import Curve, Graph, Presentation, Space, Table
 
 MIN_CANDIDATES, MAX_CANDIDATES = 2, 4
 
@@ -24,28 +24,33 @@ def pick_ids() -> list[int]:
     return ids
 
 
-def drawable(study: StudyRow, cand: CandidateRow) -> bool:
-    try:
-        layers.space_of(study).validate(cand.genome)
-    except GenomeError:
-        return False
-    return True
-
-
-def column(study: StudyRow, cand: CandidateRow) -> None:
-    space = layers.space_of(study)
+def column(study: StudyRow, cand: CandidateRow, space: Space, drawn: Presentation | None) -> None:
     st.page_link(state.PAGES["candidate"], label=f"Candidate {cand.id}", query_params={"id": str(cand.id)})
     st.caption(f"study {study.name} · {cand.origin}" + (f" ({cand.seed_name})" if cand.seed_name else ""))
     st.code(layers.formula(space, cand.genome, "text"), language=None, wrap_lines=True)
     latex = layers.formula(space, cand.genome, "latex")
     if latex:
         st.latex(latex)
-    if not drawable(study, cand):
-        return
-    if study.space == "normact":
-        st.graphviz_chart(layers.graph_dot(space, cand.genome))
-    elif study.space == "kan":
-        st.dataframe(pd.DataFrame(layers.kan_layers(cand.genome)), hide_index=True, key=f"kan_{cand.id}")
+    if isinstance(drawn, Graph):
+        st.graphviz_chart(drawn.dot)
+    elif isinstance(drawn, Table):
+        st.dataframe(pd.DataFrame(drawn.rows), hide_index=True, key=f"{space.kind}_{cand.id}")
+
+
+def curve_series(
+    chosen: list[tuple[StudyRow, CandidateRow]], spaces: dict[int, Space], drawn: dict[int, Presentation | None]
+) -> list[tuple[str, Curve, str]]:
+    """Every candidate drawn as a curve, then the references of their spaces (each name once) for scale."""
+    series: list[tuple[str, Curve, str]] = []
+    references: dict[str, Curve] = {}
+    for study, cand in chosen:
+        curve = drawn[cand.id]
+        if isinstance(curve, Curve):
+            series.append((f"c{cand.id}", curve, "solid"))
+            reference = layers.reference_curve(spaces[study.id])
+            if reference is not None:
+                references.setdefault(*reference)
+    return series + [(name, reference_curve, "dot") for name, reference_curve in references.items()]
 
 
 def metric_table(chosen: list[tuple[StudyRow, CandidateRow]]) -> pd.DataFrame:
@@ -76,20 +81,13 @@ if missing:
     st.stop()
 studies = {s.id: s for s in state.studies()}
 chosen = [(studies[found[i].study_id], found[i]) for i in ids]
+spaces = {study.id: layers.space_of(study) for study, _ in chosen}
+drawn = {cand.id: layers.presentation(spaces[study.id], cand.genome) for study, cand in chosen}
 for (study, cand), col in zip(chosen, st.columns(len(chosen)), strict=True):
     with col:
-        column(study, cand)
-
-curves = [
-    (f"c{cand.id}", *layers.activation_curve(layers.space_of(study), cand.genome), "solid")
-    for study, cand in chosen
-    if study.space == "activation" and drawable(study, cand)
-]
+        column(study, cand, spaces[study.id], drawn[cand.id])
+curves = curve_series(chosen, spaces, drawn)
 if curves:
-    st.plotly_chart(
-        charts.curves([*curves, ("ReLU", *layers.relu_curve(), "dot")], layers.grid()),
-        key="compare_plot",
-        width="stretch",
-    )
+    st.plotly_chart(charts.curves(curves), key="compare_plot", width="stretch")
 st.subheader("Objectives and metrics")
 st.dataframe(metric_table(chosen), key="compare_metrics")

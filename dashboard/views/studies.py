@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import queries, state
+from evaluators.vocabulary import FINISHED, Status
 from search.store import utcnow
 
 
@@ -15,7 +16,7 @@ def study_rows() -> pd.DataFrame:
     rows = []
     for study in state.studies():
         c = counts.get(study.id, {})
-        finished = sum(c.get(s, 0) for s in queries.FINISHED)
+        finished = sum(c.get(s, 0) for s in FINISHED)
         best = state.best_objectives(url, study.id)
         hours = queries.active_seconds(store, study, now) / 3600
         rows.append(
@@ -29,9 +30,9 @@ def study_rows() -> pd.DataFrame:
                 "progress": finished / study.budget_evaluations if study.budget_evaluations else None,
                 "best": ", ".join(f"{k} {state.fmt(v)}" for k, v in best.items()),
                 "evaluations/hour": round(finished / hours, 1) if hours > 0 else None,
-                "rejection rate": c.get("rejected", 0) / finished if finished else None,
-                "failed": c.get("failed", 0),
-                "duplicates": c.get("duplicate", 0),
+                "rejection rate": c.get(Status.REJECTED, 0) / finished if finished else None,
+                str(Status.FAILED): c.get(Status.FAILED, 0),
+                "duplicates": c.get(Status.DUPLICATE, 0),
                 "workers": queries.worker_count(store, study.id),
                 "started": study.started_at,
                 "ended": study.finished_at,

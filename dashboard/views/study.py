@@ -6,6 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import analysis, charts, queries, state
+from evaluators.vocabulary import FINAL, FINISHED, IN_FLIGHT, Status, StudyStatus
+from search.objectives import objectives_of
 from search.store import StudyRow, utcnow
 
 
@@ -27,21 +29,20 @@ def live_panel(study: StudyRow) -> None:
     study = state.study_named(study.name) or study
     log = state.evaluation_log(study)
     counts = state.status_counts_by_study(state.db_url()).get(study.id, {})
-    finished = sum(counts.get(s, 0) for s in queries.FINISHED)
+    finished = sum(counts.get(s, 0) for s in FINISHED)
     hours = queries.active_seconds(state.store(), study, utcnow()) / 3600
     cols = st.columns(7)
     budget = f" / {study.budget_evaluations}" if study.budget_evaluations else ""
     cols[0].metric("status", study.status)
     cols[1].metric("finished", f"{finished}{budget}")
-    cols[2].metric("done", counts.get("done", 0))
-    cols[3].metric("rejected", counts.get("rejected", 0))
-    cols[4].metric("failed", counts.get("failed", 0))
-    cols[5].metric("in flight", counts.get("running", 0) + counts.get("pending", 0))
+    for col, status in zip(cols[2:5], FINISHED, strict=True):
+        col.metric(str(status), counts.get(status, 0))
+    cols[5].metric("in flight", counts.get(Status.RUNNING, 0) + counts.get(Status.PENDING, 0))
     cols[6].metric("evaluations/hour", f"{finished / hours:.0f}" if hours > 0 else "-")
     if study.budget_evaluations:
         st.progress(min(1.0, finished / study.budget_evaluations))
 
-    objectives = study.objectives
+    objectives = objectives_of(study)
     done = analysis.scored(log, objectives)
     if done.empty:
         st.info(
@@ -54,7 +55,7 @@ def live_panel(study: StudyRow) -> None:
     st.plotly_chart(charts.best_so_far(done, objectives, x, start), key="best_curve", width="stretch")
 
     front = analysis.pareto_front(done, objectives)
-    axes = [o["name"] for o in objectives] + ["seconds"]
+    axes = [o.name for o in objectives] + ["seconds"]
     left, right = st.columns(2)
     x_axis = left.selectbox("x axis", axes, index=len(axes) - 1 if len(objectives) == 1 else 0, key="pareto_x")
     y_axis = right.selectbox("y axis", axes, index=0 if len(objectives) == 1 else 1, key="pareto_y")
@@ -76,12 +77,10 @@ def live_panel(study: StudyRow) -> None:
 
 
 def candidates_tab(study: StudyRow) -> None:
-    names = tuple(o["name"] for o in study.objectives)
+    names = tuple(o.name for o in objectives_of(study))
     url = state.db_url()
     c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
-    statuses = c1.multiselect(
-        "status", ["done", "rejected", "failed", "duplicate", "running", "pending"], key="tbl_status"
-    )
+    statuses = c1.multiselect("status", [str(s) for s in (*FINAL, *IN_FLIGHT)], key="tbl_status")
     stages = c2.multiselect("stage", state.distinct_stages(url, study.id), key="tbl_stage")
     sort = c3.selectbox("sort by", ["id", *names, "seconds"], key="tbl_sort")
     descending = c4.toggle("descending", value=True, key="tbl_desc")
@@ -163,10 +162,10 @@ if chosen is None:
     st.stop()
 st.caption(
     f"space **{chosen.space}** · algorithm **{chosen.algorithm}** · objectives "
-    + ", ".join(f"{o['name']} ({o.get('direction', 'max')})" for o in chosen.objectives)
+    + ", ".join(f"{o.name} ({o.direction})" for o in objectives_of(chosen))
     + f" · seed {chosen.seed}"
 )
-live = st.fragment(live_panel, run_every=state.REFRESH_SECONDS if chosen.status == "running" else None)
+live = st.fragment(live_panel, run_every=state.REFRESH_SECONDS if chosen.status == StudyStatus.RUNNING else None)
 live(chosen)
 candidates, funnel, workers = st.tabs(["Candidates", "Rejection funnel", "Workers"])
 with candidates:

@@ -3,7 +3,7 @@
 Importing this package registers the space kind "kan".
 """
 
-from spaces.kan.bases import BASES, basis_names, register_basis
+from spaces.kan.bases import BASES, register_basis
 from spaces.kan.export import save_kan
 from spaces.kan.layer import InputNorm, KANLayer, MixedKANLayer
 from spaces.kan.network import KANNetwork
@@ -19,7 +19,6 @@ __all__ = [
     "KanSpace",
     "MixedKANLayer",
     "SelectableKANLayer",
-    "basis_names",
     "register_basis",
     "save_kan",
 ]

@@ -31,10 +31,6 @@ def register_basis(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     return deco
 
 
-def basis_names() -> list[str]:
-    return list(BASES)
-
-
 @register_basis("bspline")
 class BSplineBasis(nn.Module):
     """Uniform B-splines of order k on G intervals, extended by k knots each side: K = G + k (efficient-kan).

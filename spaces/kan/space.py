@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spaces.base import Genome, GenomeError, Space, SpaceConfigError, canonical_json
+from spaces.base import Genome, GenomeError, Space, SpaceConfigError, Table, canonical_json
 from spaces.kan.bases import BASES
 from spaces.kan.export import network_source
 from spaces.kan.layer import NORMS, KANLayer, MixedKANLayer
@@ -186,6 +186,8 @@ class KanSpace(Space):
 
     kind = "kan"
     version = 1
+    display_name = "KAN"
+    class_prefix = "KAN"
     task_sized = True
 
     def __init__(
@@ -476,3 +478,25 @@ class KanSpace(Space):
             raise GenomeError(f"class name {class_name!r} is not a Python identifier")
         g = self._parse(genome)
         return network_source(g["layers"], g["hidden"], class_name, self.describe(g), in_features, out_features)
+
+    # -- presentation ----------------------------------------------------------------------------------
+
+    def present(self, genome: Genome) -> Table:
+        """One row per layer: its widths, family, options, base branch, norm, and the families it mixes."""
+        g = self._parse(genome)
+        widths = ["in", *map(str, g["hidden"]), "out"]
+        rows = []
+        for i, spec in enumerate(g["layers"]):
+            nodes = spec.get("nodes", [])
+            rows.append(
+                {
+                    "layer": f"L{i} ({widths[i]} -> {widths[i + 1]})",
+                    "family": spec["family"],
+                    "options": ", ".join(f"{k}={spec[k]}" for k in ("grid", "order", "degree") if k in spec),
+                    "base (silu)": bool(spec.get("base")),
+                    "norm": spec["norm"],
+                    "candidates / nodes": ", ".join(spec.get("candidates", []))
+                    or ", ".join(f"{f} x{nodes.count(f)}" for f in sorted(set(nodes))),
+                }
+            )
+        return Table(rows)

@@ -1,4 +1,5 @@
-"""Human-readable forms of a norm-act graph: a text formula, LaTeX, and a node/edge JSON the dashboard draws."""
+"""Human-readable forms of a norm-act graph: a text formula, LaTeX, node/edge JSON, and the Graphviz DOT the
+dashboard draws."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ _STAT_LATEX = {"mean": r"\mu", "var": r"\mathrm{Var}", "std": r"\mathrm{Std}", "
 _INPUT_TEXT = ("x", "0", "v0", "v1")
 _INPUT_LATEX = ("x", "0", "v_0", "v_1")
 _LP, _RP = r"\left(", r"\right)"
+_DOT_SHAPES = {
+    "input": "ellipse",
+    "constant": "plaintext",
+    "parameter": "ellipse",
+    "aggregate": "box",
+    "output": "doubleoctagon",
+}
+_DOT_COLOURS = {"input": "#cfe8ff", "parameter": "#e8e8e8", "aggregate": "#ffe0b3", "output": "#c9f2c9"}
 
 Term = tuple[str, int]
 
@@ -103,8 +112,8 @@ def formula(plan: Plan, fmt: str = "text") -> str:
     return "; ".join([*lines, f"y = gamma * n{plan.output} + beta"])
 
 
-def graph_json(plan: Plan) -> str:
-    """Live nodes and edges as JSON: {"nodes": [{id, label, op, kind}], "edges": [{source, target, arg}], "output"}."""
+def graph(plan: Plan) -> dict:
+    """Live nodes and edges: {"nodes": [{id, label, op, kind}], "edges": [{source, target, arg}], "output"}."""
     kinds = ("input", "constant", "parameter", "parameter")
     labels = _INPUT_TEXT
     used = {0} | set(plan.used_inputs)
@@ -117,4 +126,26 @@ def graph_json(plan: Plan) -> str:
     affine = plan.steps[-1].index + 1
     nodes.append({"id": affine, "label": "gamma * . + beta", "op": "affine", "kind": "output"})
     edges.append({"source": plan.output, "target": affine, "arg": 0})
-    return json.dumps({"nodes": nodes, "edges": edges, "output": affine}, separators=(",", ":"))
+    return {"nodes": nodes, "edges": edges, "output": affine}
+
+
+def graph_json(plan: Plan) -> str:
+    """The live graph as compact JSON (``describe(genome, "graph")``)."""
+    return json.dumps(graph(plan), separators=(",", ":"))
+
+
+def graph_dot(plan: Plan) -> str:
+    """The live graph as Graphviz DOT: inputs, parameters, aggregates and the output affine drawn apart."""
+    drawn = graph(plan)
+    lines = ["digraph G {", "rankdir=LR;", 'node [fontname="Helvetica", style=filled, fillcolor="#ffffff"];']
+    for node in drawn["nodes"]:
+        kind = node["kind"]
+        label = str(node["label"]).replace('"', "'")
+        lines.append(
+            f'n{node["id"]} [label="{label}", shape={_DOT_SHAPES.get(kind, "box")}, '
+            f'fillcolor="{_DOT_COLOURS.get(kind, "#ffffff")}"];'
+        )
+    for edge in drawn["edges"]:
+        lines.append(f'n{edge["source"]} -> n{edge["target"]} [label="{edge["arg"]}", fontsize=9];')
+    lines.append("}")
+    return "\n".join(lines)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from spaces.base import Genome, GenomeError, Space, SpaceConfigError
-from spaces.normact.describe import formula, graph_json
+from spaces.base import Genome, GenomeError, Graph, Space, SpaceConfigError
+from spaces.normact.describe import formula, graph_dot, graph_json
 from spaces.normact.export import to_source
 from spaces.normact.genome import (
     KIND,
@@ -47,6 +47,8 @@ class NormActSpace(Space):
 
     kind = KIND
     version = VERSION
+    display_name = "Norm-act"
+    class_prefix = "NormAct"
 
     def __init__(
         self,
@@ -157,6 +159,11 @@ class NormActSpace(Space):
         if fmt not in ("text", "latex"):
             raise ValueError(f"describe format must be 'text', 'latex' or 'graph', got {fmt!r}")
         return formula(analyse(genome), fmt)
+
+    def present(self, genome: Genome) -> Graph:
+        """The live computation graph, drawn with Graphviz."""
+        self.validate(genome)
+        return Graph(graph_dot(analyse(genome)))
 
     # -- torch ---------------------------------------------------------------------------------------
 

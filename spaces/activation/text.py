@@ -1,0 +1,295 @@
+"""The text form and LaTeX of an expression tree.
+
+Text form (``parse`` and ``describe(genome, "text")``)::
+
+    max(relu(x), x*sigmoid(1.0*x))   every op as a call; infix + - * / and ^ (or **) for pow; unary minus;
+                                     numbers (1, 0.5, 1e-3; a minus sign right before a number makes it negative)
+    {1.5}*tanh({0.5}*x)              learnable scalars are numbers in braces: ``{a}*`` before an operation is its
+                                     alpha, ``{b}*`` at the start of a unary call's argument is that call's beta
+    sin(({0.5}*cos(x)))              parentheses give the alpha to the inner call instead of a beta to the outer
+    blend(x, tanh(x), {0.5})         a parametric op takes its beta as a last argument
+
+A learnable scale starts a product (``x*({a}*sin(x))``, not ``x*{a}*sin(x)``) and needs an operation to attach to
+(``{a}*identity(x)``, not ``{a}*x``). LaTeX is for humans and is not parsed back.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+from spaces.activation.ops import ALIASES, LEAVES, OPS, known_ops_text
+from spaces.activation.tree import Node, Path, param_slots
+from spaces.base import GenomeError
+
+# Precedences decide where the text form needs parentheses.
+_PREC_ADD, _PREC_MUL, _PREC_UNARY, _PREC_POW, _PREC_ATOM = 1, 2, 3, 4, 5
+_INFIX_PREC = {"+": _PREC_ADD, "-": _PREC_ADD, "*": _PREC_MUL, "/": _PREC_MUL, "^": _PREC_POW}
+
+
+def number_text(value: float) -> str:
+    """A number as the text form and the export write it: repr of the float, so it reads back exactly."""
+    return repr(float(value))
+
+
+def _wrap(text: str, prec: int, needed: int) -> str:
+    return f"({text})" if prec < needed else text
+
+
+def _text(node: Node) -> tuple[str, int]:
+    """Text and precedence of a node; ``parse`` reads the text back to the same node."""
+    op = node["op"]
+    if op == "x":
+        return "x", _PREC_ATOM
+    if op == "const":
+        text = number_text(node["value"])
+        return text, _PREC_UNARY if text.startswith("-") else _PREC_ATOM
+    text, prec = _text_unscaled(node)
+    if "alpha" in node:
+        return f"{{{number_text(node['alpha'])}}}*{_wrap(text, prec, _PREC_ATOM)}", _PREC_MUL
+    return text, prec
+
+
+def _text_unscaled(node: Node) -> tuple[str, int]:
+    spec = OPS[node["op"]]
+    args = node["args"]
+    if spec.arity == 1:
+        child, child_prec = _text(args[0])
+        if spec.name == "neg" and "beta" not in node:
+            needs_parens = child.startswith("-") or args[0]["op"] == "const" or child_prec < _PREC_UNARY
+            return "-" + (f"({child})" if needs_parens else child), _PREC_UNARY
+        if "beta" in node:
+            needs_parens = child.startswith("-") or child_prec <= _PREC_MUL
+            inner = f"{{{number_text(node['beta'])}}}*" + (f"({child})" if needs_parens else child)
+        else:
+            inner = f"({child})" if child.startswith("{") else child  # else the parser reads a beta
+        return f"{spec.name}({inner})", _PREC_ATOM
+    (left, left_prec), (right, right_prec) = _text(args[0]), _text(args[1])
+    if spec.infix:
+        prec = _INFIX_PREC[spec.infix]
+        left_needed, right_needed = (_PREC_ATOM, _PREC_POW) if spec.infix == "^" else (prec, prec + 1)
+        left = _wrap(left, left_prec, left_needed)
+        right = f"({right})" if right.startswith("-") else _wrap(right, right_prec, right_needed)
+        joiner = f" {spec.infix} " if prec == _PREC_ADD else spec.infix
+        return left + joiner + right, prec
+    extra = f", {{{number_text(node['beta'])}}}" if spec.parametric else ""
+    return f"{spec.name}({left}, {right}{extra})", _PREC_ATOM
+
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<number>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    r"|(?P<param>\{\s*-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*\})"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<symbol>\*\*|[-+*/^(),]))"
+)
+_INFIX_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+
+
+class _Parser:
+    """Recursive descent over the grammar::
+
+    expr    = term (("+" | "-") term)*
+    term    = scaled (("*" | "/") unary)*
+    scaled  = PARAM "*" unary | unary                   PARAM: alpha of the operation that follows
+    unary   = "-" NUMBER | "-" unary | power            "-" NUMBER is a negative constant unless "^" follows
+    power   = primary (("^" | "**") unary)?
+    primary = NUMBER | "x" | NAME "(" args ")" | "(" expr ")"
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens: list[tuple[str, str, int]] = []
+        position = 0
+        while position < len(text):
+            match = _TOKEN.match(text, position)
+            if match is None or match.end() == position:
+                if not text[position:].strip():
+                    break
+                rest = text[position:]
+                where = position + len(rest) - len(rest.lstrip())
+                raise GenomeError(f"unexpected character {rest.lstrip()[:1]!r} at position {where} in {text!r}")
+            kind = match.lastgroup or ""
+            self.tokens.append((kind, match.group(kind), match.start(kind)))
+            position = match.end()
+        self.index = 0
+
+    def peek(self, offset: int = 0) -> tuple[str, str, int]:
+        index = self.index + offset
+        return self.tokens[index] if index < len(self.tokens) else ("end", "", len(self.text))
+
+    def next(self) -> tuple[str, str, int]:
+        token = self.peek()
+        self.index += 1
+        return token
+
+    def fail(self, message: str, position: int | None = None) -> GenomeError:
+        position = self.peek()[2] if position is None else position
+        return GenomeError(f"{message} at position {position} in {self.text!r}")
+
+    def expect(self, symbol: str, hint: str = "") -> None:
+        kind, value, position = self.next()
+        if value != symbol or kind != "symbol":
+            found = repr(value) if kind != "end" else "end of text"
+            raise self.fail(f"expected {symbol!r}, found {found}{hint}", position)
+
+    def is_symbol(self, *symbols: str, offset: int = 0) -> bool:
+        kind, value, _ = self.peek(offset)
+        return kind == "symbol" and value in symbols
+
+    def number(self, text: str, position: int) -> float:
+        value = float(text.strip("{} "))
+        if not math.isfinite(value):
+            raise self.fail(f"number {text!r} is not finite", position)
+        return value
+
+    def parse(self) -> Node:
+        node = self.expr()
+        kind, value, position = self.peek()
+        if kind != "end":
+            raise self.fail(f"unexpected {value!r}; expected an operator or the end", position)
+        return node
+
+    def expr(self) -> Node:
+        return self.left_associative(self.term(), ("+", "-"), self.term)
+
+    def term(self) -> Node:
+        return self.left_associative(self.scaled(), ("*", "/"), self.unary)
+
+    def left_associative(self, node: Node, symbols: tuple[str, ...], operand: Callable[[], Node]) -> Node:
+        """``node`` followed by any number of ``symbol operand`` pairs, grouped from the left."""
+        while self.is_symbol(*symbols):
+            op = _INFIX_OPS[self.next()[1]]
+            node = {"op": op, "args": [node, operand()]}
+        return node
+
+    def scaled(self) -> Node:
+        if self.peek()[0] != "param":
+            return self.unary()
+        _, text, position = self.next()
+        self.expect("*", f": a learnable scalar {text} scales the operation after it, as in {text}*sin(x)")
+        return self.attach("alpha", self.number(text, position), self.unary(), text, position)
+
+    def attach(self, key: str, value: float, node: Node, text: str, position: int) -> Node:
+        if node["op"] in LEAVES:
+            raise self.fail(
+                f"learnable scalar {text} needs an operation to scale, write {text}*identity(...)", position
+            )
+        if key in node:
+            raise self.fail(f"the operation after {text} already has an {key}", position)
+        return {**node, key: value}
+
+    def unary(self) -> Node:
+        if self.is_symbol("-"):
+            self.next()
+            kind, text, position = self.peek()
+            if kind == "number" and not self.is_symbol("^", "**", offset=1):
+                self.next()
+                return {"op": "const", "value": -self.number(text, position)}
+            return {"op": "neg", "args": [self.unary()]}
+        if self.peek()[0] == "param":
+            text = self.peek()[1]
+            raise self.fail(f"a learnable scalar starts a product; put it in parentheses: ({text}*...)")
+        return self.power()
+
+    def power(self) -> Node:
+        base = self.primary()
+        if self.is_symbol("^", "**"):
+            self.next()
+            return {"op": "pow", "args": [base, self.unary()]}
+        return base
+
+    def primary(self) -> Node:
+        kind, text, position = self.next()
+        if kind == "number":
+            return {"op": "const", "value": self.number(text, position)}
+        if kind == "symbol" and text == "(":
+            node = self.expr()
+            self.expect(")")
+            return node
+        if kind == "name":
+            if not self.is_symbol("("):
+                if text == "x":
+                    return {"op": "x"}
+                raise self.fail(f"unknown name {text!r}; the only variable is x", position)
+            self.next()
+            return self.call(text, position)
+        found = repr(text) if kind != "end" else "end of text"
+        raise self.fail(f"expected a number, x, a call or '(', found {found}", position)
+
+    def call(self, name: str, position: int) -> Node:
+        op = ALIASES.get(name, name)
+        if op not in OPS:
+            raise self.fail(f"unknown function {name!r}; {known_ops_text()}", position)
+        spec = OPS[op]
+        if spec.arity == 1:
+            node: Node = {"op": op}
+            if self.peek()[0] == "param" and self.is_symbol("*", offset=1):
+                _, text, param_position = self.next()
+                self.next()
+                node["beta"] = self.number(text, param_position)
+                node["args"] = [self.unary()]
+                self.expect(")", f"; {text}* scales one factor, parenthesize a longer argument: {name}({text}*(...))")
+            else:
+                node["args"] = [self.expr()]
+                self.expect(")", f"; {name} takes one argument")
+            return node
+        args = [self.expr()]
+        self.expect(",", f"; {name} takes two arguments")
+        args.append(self.expr())
+        node = {"op": op, "args": args}
+        if spec.parametric:
+            self.expect(",", f"; {name} takes a learnable scalar as third argument, as in {name}(x, y, {{1.0}})")
+            kind, text, param_position = self.next()
+            if kind != "param":
+                raise self.fail(f"the third argument of {name} is a learnable scalar like {{1.0}}", param_position)
+            node["beta"] = self.number(text, param_position)
+        self.expect(")", f"; {name} takes {3 if spec.parametric else 2} arguments")
+        return node
+
+
+# LaTeX: learnable scalars are numbered like the exported parameters.
+
+
+class _LatexWriter:
+    def __init__(self, expr: Node):
+        self.names = {slot: f"\\{slot[1]}_{{{index}}}" for index, slot in enumerate(param_slots(expr))}
+
+    def render(self, node: Node, path: Path = ()) -> tuple[str, bool]:
+        """LaTeX text and whether it is atomic (safe as an operand without parentheses)."""
+        op = node["op"]
+        if op == "x":
+            return "x", True
+        if op == "const":
+            return f"{float(node['value']):g}", float(node["value"]) >= 0
+        spec = OPS[op]
+        args = [self.render(arg, (*path, index)) for index, arg in enumerate(node["args"])]
+        if "beta" in node and not spec.parametric:
+            text, atomic = args[0]
+            args[0] = (f"{self.names[(path, 'beta')]} {self.paren(text, atomic)}", False)
+        text = spec.latex
+        for index, (arg_text, atomic) in enumerate(args):
+            text = text.replace(f"#{index}", self.paren(arg_text, atomic) if spec.latex_wrap else arg_text)
+        if spec.parametric:
+            text = text.replace("#b", self.names[(path, "beta")])
+        if "alpha" in node:
+            return f"{self.names[(path, 'alpha')]} {self.paren(text, spec.latex_atomic)}", False
+        return text, spec.latex_atomic
+
+    @staticmethod
+    def paren(text: str, atomic: bool) -> str:
+        return text if atomic else rf"\left({text}\right)"
+
+
+def formula(expr: Node) -> str:
+    """The text form of ``expr``; ``parse_formula`` reads it back to the same tree."""
+    return _text(expr)[0]
+
+
+def parse_formula(text: str) -> Node:
+    """The tree of a text form; a whitelist parser, no eval."""
+    return _Parser(text).parse()
+
+
+def latex(expr: Node) -> str:
+    return _LatexWriter(expr).render(expr)[0]
