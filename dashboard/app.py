@@ -7,9 +7,9 @@ share their state through query parameters, so every view has a link that can be
 from __future__ import annotations
 
 import streamlit as st
-from sqlalchemy.engine import make_url
 
 from dashboard import state
+from search.store import redact_url
 
 st.set_page_config(page_title="LayerForge", page_icon=":material/hub:", layout="wide")
 navigation = st.navigation(
@@ -20,5 +20,5 @@ navigation = st.navigation(
         st.Page(state.PAGES["compare"], title="Compare", icon=":material/compare:"),
     ]
 )
-st.sidebar.caption(f"Store (read-only): `{make_url(state.db_url()).render_as_string(hide_password=True)}`")
+st.sidebar.caption(f"Store (read-only): `{redact_url(state.db_url())}`")
 navigation.run()

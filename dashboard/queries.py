@@ -15,6 +15,7 @@ from sqlalchemy import String, and_, desc, func, select, type_coerce
 from sqlalchemy.sql import ColumnElement, Select
 
 from evaluators.vocabulary import FINAL, FINISHED, Status, StudyStatus
+from search.lease import leases, shown_status
 from search.objectives import objectives_of, sign
 from search.store import CandidateRow, EvaluationRow, EventRow, Store, StudyRow
 
@@ -77,10 +78,19 @@ def worker_count(store: Store, study_id: int) -> int:
     return len(event.data.get("workers", [])) if event is not None else 0
 
 
+def study_status(store: Store, study: StudyRow, now: datetime) -> StudyStatus:
+    """The status to show: a study stored as running whose driver is gone shows as interrupted."""
+    return shown_status(study, leases(store).get(study.id), now)
+
+
 def active_seconds(store: Store, study: StudyRow, now: datetime) -> float:
-    """Wall time spent running; for a running study the current run is added (the row is updated at the end)."""
+    """Wall time spent running; for a running study the current run is added (the row is updated at the end),
+    up to now, or up to its driver's last sign of life if it was interrupted."""
     if study.status != StudyStatus.RUNNING:
         return study.active_seconds or 0.0
+    lease = leases(store).get(study.id)
+    if shown_status(study, lease, now) == StudyStatus.INTERRUPTED:
+        now = lease.renewed_at
     event = latest_event(store, study.id, ("start", "resume"))
     since = event.time if event is not None else study.started_at
     return (study.active_seconds or 0.0) + max(0.0, (now - since).total_seconds() if since else 0.0)

@@ -7,18 +7,21 @@ shared by every browser session; the per-study evaluation log grows incrementall
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import layers, queries
+from evaluators.config import INT32_MAX
 from search.objectives import objectives_of
 from search.results import stage_funnel
 from search.store import Store, StoreError, StudyRow, store_url
 
 LIVE_TTL_SECONDS = 3
 REFRESH_SECONDS = 5
+ID_TEXT = re.compile(r"[0-9]{1,10}")  # ids are the store's INTEGER keys
 
 PAGES = {
     "studies": "views/studies.py",
@@ -124,12 +127,28 @@ def open_candidate(candidate_id: int) -> None:
     st.switch_page(PAGES["candidate"], query_params={"id": str(candidate_id)})
 
 
-def query_int(name: str) -> int | None:
-    value = st.query_params.get(name)
+def parse_ids(text: str) -> list[int]:
+    """Candidate ids from comma-separated text, each once; ValueError says which part is no id."""
+    ids: list[int] = []
+    for part in filter(None, text.replace(" ", "").split(",")):
+        if not ID_TEXT.fullmatch(part) or not 1 <= int(part) <= INT32_MAX:
+            shown = part if len(part) <= 24 else part[:21] + "..."
+            raise ValueError(f"{shown!r} is not a candidate id: ids are whole numbers from 1 to {INT32_MAX}")
+        if int(part) not in ids:
+            ids.append(int(part))
+    return ids
+
+
+def query_id(name: str) -> int | None:
+    """The candidate id in query parameter ``name``, None if absent; anything else stops the page with a short error."""
     try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
+        ids = parse_ids(st.query_params.get(name, ""))
+        if len(ids) > 1:
+            raise ValueError(f"?{name}= takes one candidate id, got {len(ids)}")
+    except ValueError as exc:
+        st.error(str(exc))
+        st.stop()
+    return ids[0] if ids else None
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -8,9 +8,14 @@ from evaluators.fingerprint import fingerprint
 from evaluators.outcome import Outcome
 from evaluators.proxy import EvaluatorSetupError, ProxyEvaluator
 from evaluators.synthetic import SyntheticEvaluator
+from evaluators.table import TableEvaluator
 from spaces import Space
 
-_EVALUATORS: dict[str, type[Evaluator]] = {"proxy": ProxyEvaluator, "synthetic": SyntheticEvaluator}
+_EVALUATORS: dict[str, type[Evaluator]] = {
+    "proxy": ProxyEvaluator,
+    "synthetic": SyntheticEvaluator,
+    "table": TableEvaluator,
+}
 
 
 def make_evaluator(space: Space, config: EvaluatorConfig, device: str | None = None) -> Evaluator:
@@ -25,6 +30,7 @@ __all__ = [
     "Outcome",
     "ProxyEvaluator",
     "SyntheticEvaluator",
+    "TableEvaluator",
     "fingerprint",
     "make_evaluator",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from evaluators.config import EvaluatorConfig
 from evaluators.outcome import Outcome
+from evaluators.splits import VAL, Split
 from spaces import Genome, Space
 
 
@@ -19,11 +20,14 @@ class Evaluator(ABC):
         self.device = device
 
     @abstractmethod
-    def evaluate(self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True) -> Outcome:
+    def evaluate(
+        self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True, split: Split = VAL
+    ) -> Outcome:
         """Run the rejection cascade, then full training; never raises for a bad candidate.
 
         ``seed`` and ``steps`` override the proxies' training seed and budget (re-ranking);
-        ``cascade=False`` skips the rejection stages and trains directly.
+        ``cascade=False`` skips the rejection stages and trains directly. ``split`` is where the objectives are
+        scored: validation for search, test (named ``test_*``) for final reports only.
         """
 
     def info(self) -> dict[str, Any]:

@@ -2,17 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from evaluators.splits import TEST, split_of
+
+INT32_MAX = 2**31 - 1  # the store's INTEGER columns (32 bits on PostgreSQL) hold nothing larger
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A config section: unknown keys, infinities and NaN, and true/false where a number belongs are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's ``true`` would otherwise count as 1 (pydantic reads a bool as an int)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            kinds = set(get_args(annotation)) or {annotation}
+            if bool not in kinds and kinds & {int, float}:
+                raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
+
+
+class Recipe(Strict):
+    """How a proxy trains: the optimizer and, for KAN models, when the grids are refit to the data.
+
+    ``steps`` (the proxy's) counts iterations: Adam mini-batches, or LBFGS iterations on the whole training
+    set (strong Wolfe line search, at most 1.25 loss evaluations per iteration on average). Grid updates run
+    before the given steps (0 = before training: the grids take the inputs' range); ``grid_sizes`` gives the
+    grid size each update sets (grid extension, coarse to fine), or is empty to keep the sizes.
+    """
+
+    optimizer: Literal["adam", "lbfgs"] = "adam"
+    lr: float | None = Field(None, gt=0)  # None: the proxy's lr with Adam, 1.0 with LBFGS
+    history_size: int = Field(30, ge=1)  # LBFGS memory (pykan uses 10; 30 fit the Feynman equations better)
+    grid_updates: list[int] = Field(default_factory=list)
+    grid_sizes: list[int] = Field(default_factory=list)
+    grid_eps: float = Field(0.02, gt=0, le=1)  # 1: uniform grid over the inputs' range; towards 0: quantiles
+
+    @model_validator(mode="after")
+    def _grid_schedule_is_ordered(self) -> Recipe:
+        if any(s < 0 for s in self.grid_updates) or self.grid_updates != sorted(set(self.grid_updates)):
+            raise ValueError(f"grid_updates must be distinct steps >= 0 in increasing order, got {self.grid_updates}")
+        if self.grid_sizes and len(self.grid_sizes) != len(self.grid_updates):
+            raise ValueError(
+                f"grid_sizes gives {len(self.grid_sizes)} sizes for {len(self.grid_updates)} grid_updates; "
+                "give one per update or leave it empty"
+            )
+        if any(not 2 <= g <= 64 for g in self.grid_sizes):
+            raise ValueError(f"grid_sizes must lie in [2, 64] (the KAN space's grid range), got {self.grid_sizes}")
+        return self
 
 
 class ProxyConfig(Strict):
-    """One (dataset, architecture, training budget) triple; its name suffixes objective names (`val_acc@mlp`)."""
+    """One (dataset, architecture, training budget) triple; its name suffixes objective names (`val_acc@mlp`).
+
+    ``recipe`` is how it trains (default: Adam); ``recipes`` are named alternatives that a genome can pick with
+    its ``recipe`` field (the KAN space's ``recipes`` option lets the search choose among them).
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     arch: str
@@ -20,10 +71,20 @@ class ProxyConfig(Strict):
     arch_options: dict[str, Any] = Field(default_factory=dict)
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     steps: int = Field(300, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    # Adam at lr 1e-2, batch 100: the MNIST-1D paper's settings (BENCHMARKS.md, "Proxy optimizer defaults").
+    batch_size: int = Field(100, ge=1)
+    lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     seed: int = 0
+    recipe: Recipe = Field(default_factory=Recipe)
+    recipes: dict[str, Recipe] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _lbfgs_has_no_weight_decay(self) -> ProxyConfig:
+        lbfgs = [name for name, r in [("recipe", self.recipe), *self.recipes.items()] if r.optimizer == "lbfgs"]
+        if lbfgs and self.weight_decay > 0:
+            raise ValueError(f"weight_decay applies to Adam only; set it to 0 or drop the LBFGS recipes {lbfgs}")
+        return self
 
 
 class StaticCheck(Strict):
@@ -46,6 +107,28 @@ class StabilityCheck(Strict):
     threshold: float = Field(1e8, gt=0)
 
 
+class PlacementCheck(Strict):
+    """A deep residual stack at initialization, in the post-activation BasicBlock and the pre-activation block.
+
+    ``on_fail`` "reject" rejects a candidate whose activations or input gradients go non-finite, or whose RMS
+    grows more than ``max_activation_growth`` / ``max_gradient_growth`` times over the stack; "warn" keeps it,
+    with a warning the export's manifest carries. The limits sit far above what ReLU, GELU, SiLU, Mish, tanh and
+    the norm-act baselines reach (at most 7x and 75x over 20 blocks, BENCHMARKS.md "Placement robustness").
+    ``norm`` says whether the stack puts a BatchNorm before each candidate ("batchnorm", for activations) or the
+    candidate is the norm ("candidate", for norm-act layers); "auto" picks by space (see ``evaluators.placement``).
+    """
+
+    enabled: bool = False  # on in the shipped configs, like the stability test
+    on_fail: Literal["reject", "warn"] = "reject"
+    blocks: int = Field(20, ge=1)
+    channels: int = Field(16, ge=1)
+    size: int = Field(8, ge=1)  # height and width of the feature maps
+    batch: int = Field(16, ge=2)
+    max_activation_growth: float = Field(100.0, gt=1)
+    max_gradient_growth: float = Field(1e4, gt=1)
+    norm: Literal["auto", "batchnorm", "candidate"] = "auto"
+
+
 class QualityGate(Strict):
     enabled: bool = True
     steps: int = Field(50, ge=1)
@@ -56,6 +139,7 @@ class QualityGate(Strict):
 class Rejection(Strict):
     static: StaticCheck = Field(default_factory=StaticCheck)
     numeric_probe: NumericProbe = Field(default_factory=NumericProbe)
+    placement: PlacementCheck = Field(default_factory=PlacementCheck)
     stability: StabilityCheck = Field(default_factory=StabilityCheck)
     quality_gate: QualityGate = Field(default_factory=QualityGate)
 
@@ -63,6 +147,16 @@ class Rejection(Strict):
 class Objective(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+(@[A-Za-z0-9_\-]+)?$")
     direction: Literal["max", "min"] = "max"
+
+    @field_validator("name")
+    @classmethod
+    def _not_on_the_test_split(cls, name: str) -> str:
+        if split_of(name) == TEST:
+            raise ValueError(
+                f"objective {name!r} reads the test split, which nothing may select on; "
+                f"select on the validation split ({name.replace('test_', 'val_', 1)!r}) and read test with rerank"
+            )
+        return name
 
 
 class Fingerprint(Strict):
@@ -81,13 +175,24 @@ class Synthetic(Strict):
     nan_on: list[str] = Field(default_factory=list)  # ... that return NaN objectives
 
 
+class TableSource(Strict):
+    """Recorded outcomes (a CSV from ``layerforge tabulate``, keyed by fingerprint) that ``kind: table`` answers
+    from, so algorithms run through the real runner in seconds (``evaluators.table``)."""
+
+    path: str = Field(min_length=1)
+    seed: int | Literal["mean"] = "mean"  # the recorded training seed that answers; "mean" averages them all
+    steps: int | None = Field(None, ge=1)  # the recorded training budget that answers; None: the full one
+    metrics: dict[str, str] = Field(default_factory=dict)  # objective -> recorded metric (default: its own name)
+
+
 class EvaluatorConfig(Strict):
-    kind: Literal["proxy", "synthetic"] = "proxy"
+    kind: Literal["proxy", "synthetic", "table"] = "proxy"
     proxies: list[ProxyConfig] = Field(default_factory=list)
     rejection: Rejection = Field(default_factory=Rejection)
     objectives: list[Objective] = Field(default_factory=lambda: [Objective(name="val_acc@mlp")])
     fingerprint: Fingerprint = Field(default_factory=Fingerprint)
     synthetic: Synthetic = Field(default_factory=Synthetic)
+    table: TableSource | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # bfloat16 autocast for proxy training on CUDA (Ampere or newer); ignored on CPU
     threads: int = Field(1, ge=1)  # torch threads per worker
@@ -106,4 +211,10 @@ class EvaluatorConfig(Strict):
                     raise ValueError(
                         f"objective {obj.name!r} names proxy {obj.name.split('@', 1)[1]!r}, but the proxies are {names}"
                     )
+        if self.kind == "table":
+            if self.table is None:
+                raise ValueError("evaluator.kind is 'table' but evaluator.table is missing; give table.path")
+            unknown = sorted(set(self.table.metrics) - {o.name for o in self.objectives})
+            if unknown:
+                raise ValueError(f"evaluator.table.metrics maps {unknown}, which are not objectives")
         return self

@@ -20,12 +20,14 @@ from evaluators.cascade import (
 )
 from evaluators.config import EvaluatorConfig, ProxyConfig, Rejection
 from evaluators.outcome import Outcome
-from evaluators.registry import Dataset, get_dataset
+from evaluators.placement import applies_to, check_placement
+from evaluators.registry import Dataset, MissingSplitError, get_dataset
+from evaluators.splits import VAL, Split, on_split
 from evaluators.training import NonFiniteLoss, metric_names, train_proxy
 from evaluators.vocabulary import CASCADE, Stage, Status
 from spaces import Genome, GenomeError, Space
 
-# Metrics over all proxies, usable as objectives without an @proxy suffix.
+# Metrics over all proxies, usable as objectives without an @proxy suffix (``mean_test_acc`` in a test run).
 AGGREGATE_METRICS = ("mean_val_acc", "total_train_seconds")
 
 
@@ -59,7 +61,9 @@ class ProxyEvaluator(Evaluator):
     """Scores a genome by training small proxy models after a cascade of cheaper rejections.
 
     Objectives and metrics are named ``metric@proxy`` (``val_acc@mlp``); ``mean_val_acc`` and
-    ``total_train_seconds`` aggregate over proxies. Training seeds are ``proxy.seed + seed``.
+    ``total_train_seconds`` aggregate over proxies. Training seeds are ``proxy.seed + seed``. No stage of the
+    cascade and no search evaluation reads the test split: they score on validation. Only
+    ``evaluate(..., split="test")`` (final reports) scores on test, under ``test_*`` names (``test_acc@mlp``).
     """
 
     def __init__(self, space: Space, config: EvaluatorConfig, device: str | None = None):
@@ -75,18 +79,31 @@ class ProxyEvaluator(Evaluator):
                 f"objectives {unknown} are not produced by this evaluator; known metrics: {', '.join(sorted(known))}"
             )
 
-    def metric_names(self) -> set[str]:
-        """Every metric name an evaluation that trains all proxies reports."""
-        names = {f"{metric}@{name}" for name, data in self.datasets.items() for metric in metric_names(data.task)}
+    def metric_names(self, split: Split = VAL) -> set[str]:
+        """Every metric name an evaluation that trains all proxies and scores them on ``split`` reports."""
+        names = {
+            f"{metric}@{name}" for name, data in self.datasets.items() for metric in metric_names(data.task, split)
+        }
         names.add("total_train_seconds")
         if any(data.task == "classification" for data in self.datasets.values()):
-            names.add("mean_val_acc")
+            names.add(f"mean_{split}_acc")
         return names
 
     def evaluate(
-        self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True, full: bool = True
+        self,
+        genome: Genome,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        cascade: bool = True,
+        full: bool = True,
+        split: Split = VAL,
     ) -> Outcome:
-        """``full=False`` runs the rejection stages only (the funnel benchmark): DONE means it passed them all."""
+        """``full=False`` runs the rejection stages only (the funnel benchmark): DONE means it passed them all.
+
+        ``split="test"`` trains the full proxies on train + validation and scores them on test: objectives come
+        back under their test names (``test_acc@mlp``). The rejection stages read validation either way.
+        """
         start = time.perf_counter()
         metrics: dict[str, Any] = {}
         stage_seconds: dict[str, float] = {}
@@ -107,38 +124,51 @@ class ProxyEvaluator(Evaluator):
             for stage in self._stage_names(cascade, full):
                 stage_start = time.perf_counter()
                 try:
-                    self._run_stage(stage, genome, seed, steps, metrics)
+                    self._run_stage(stage, genome, seed, steps, metrics, split)
                 finally:
                     stage_seconds[stage] = time.perf_counter() - stage_start
-            objectives = {o.name: float(metrics[o.name]) for o in self.config.objectives} if full else {}
+            names = [on_split(o.name, split) for o in self.config.objectives] if full else []
+            objectives = {name: float(metrics[name]) for name in names}
             check_finite_objectives(objectives)
         except (Rejected, NonFiniteLoss) as exc:
             return outcome(Status.REJECTED, str(exc))
         except GenomeError as exc:  # valid on its own, but not for this task's sizes (e.g. layernorm on 1 input)
             return outcome(Status.REJECTED, f"does not build for this task: {exc}")
+        except MissingSplitError as exc:
+            return outcome(Status.FAILED, str(exc))
         except Exception as exc:
             return outcome(Status.FAILED, one_line(exc))
         return outcome(Status.DONE, objectives=objectives)
 
     def _stage_names(self, cascade: bool, full: bool = True) -> list[Stage]:
         """The enabled stages, cheapest first; ``full`` runs last unless left out."""
-        # Each section of the rejection config is named after the stage it switches on.
-        rejection = self.config.rejection
-        checks = [s for s in CASCADE if cascade and s in Rejection.model_fields and getattr(rejection, s).enabled]
+        checks = [stage for stage in CASCADE if cascade and self._enabled(stage)]
         return checks + ([Stage.FULL] if full else [])
 
-    def _run_stage(self, stage: Stage, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any]) -> None:
+    def _enabled(self, stage: Stage) -> bool:
+        """Each section of the rejection config is named after the stage it switches on; the placement stage
+        only applies to layers that sit in a network's slots."""
+        if stage not in Rejection.model_fields or not getattr(self.config.rejection, stage).enabled:
+            return False
+        return stage is not Stage.PLACEMENT or applies_to(self.space)
+
+    def _run_stage(
+        self, stage: Stage, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any], split: Split
+    ) -> None:
         """Run one stage, recording its metrics as it goes (so a rejection keeps what was measured)."""
         if stage is Stage.STATIC:
             metrics.update(check_static(self.space, genome))
         elif stage is Stage.NUMERIC_PROBE:
             metrics.update(check_numeric_probe(self.space, genome, self.config.rejection.numeric_probe))
+        elif stage is Stage.PLACEMENT:
+            placement = self.config.rejection.placement
+            metrics.update(check_placement(self.space, genome, placement, seed=seed, device=self.torch_device))
         elif stage is Stage.STABILITY:
             metrics.update(self._stability(genome, seed))
         elif stage is Stage.QUALITY_GATE:
             self._quality_gate(genome, seed, metrics)
         else:
-            self._train_all(genome, seed, steps, metrics)
+            self._train_all(genome, seed, steps, metrics, split)
 
     def _stability(self, genome: Genome, seed: int) -> dict[str, float]:
         name, proxy = next(iter(self.proxies.items()))
@@ -169,7 +199,9 @@ class ProxyEvaluator(Evaluator):
             metrics.update({f"gate_{metric}@{name}": value for metric, value in result.items()})
             check_quality_gate(name, dataset, result, gate)
 
-    def _train_all(self, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any]) -> None:
+    def _train_all(
+        self, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any], split: Split
+    ) -> None:
         accuracies: list[float] = []
         total_seconds = 0.0
         for name, proxy in self.proxies.items():
@@ -182,21 +214,23 @@ class ProxyEvaluator(Evaluator):
                 steps=proxy.steps if steps is None else steps,
                 device=self.torch_device,
                 amp=self.config.amp,
+                split=split,
             )
             metrics.update({f"{metric}@{name}": value for metric, value in result.items()})
             total_seconds += result["train_seconds"]
-            if "val_acc" in result:
-                accuracies.append(result["val_acc"])
+            if f"{split}_acc" in result:
+                accuracies.append(result[f"{split}_acc"])
         metrics["total_train_seconds"] = total_seconds
         if accuracies:
-            metrics["mean_val_acc"] = sum(accuracies) / len(accuracies)
+            metrics[f"mean_{split}_acc"] = sum(accuracies) / len(accuracies)
 
     def info(self) -> dict[str, Any]:
         return {
             "device": self.device,
             "threads": torch.get_num_threads(),
             "datasets": {
-                name: f"{data.name} train={len(data.x_train)} val={len(data.x_val)}"
+                name: f"{data.name} train={len(data.x_train)} val={len(data.x_val)} "
+                f"test={'-' if data.x_test is None else len(data.x_test)}"
                 for name, data in self.datasets.items()
             },
         }

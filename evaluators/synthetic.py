@@ -13,6 +13,7 @@ import time
 from evaluators.base import Evaluator
 from evaluators.cascade import Rejected, check_finite_objectives, one_line
 from evaluators.outcome import Outcome
+from evaluators.splits import VAL, Split, on_split
 from evaluators.vocabulary import Stage, Status
 from spaces import Genome
 
@@ -33,7 +34,9 @@ def _first_match(canonical: str, markers: list[str]) -> str | None:
 class SyntheticEvaluator(Evaluator):
     """Sleeps ``synthetic.seconds``, then fails, hangs, returns NaN, or returns hash-derived objectives."""
 
-    def evaluate(self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True) -> Outcome:
+    def evaluate(
+        self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True, split: Split = VAL
+    ) -> Outcome:
         start = time.perf_counter()
         settings = self.config.synthetic
         objectives: dict[str, float] = {}
@@ -47,10 +50,8 @@ class SyntheticEvaluator(Evaluator):
             if marker is not None:
                 raise SyntheticFailure(f"canonical form contains fail_on marker {marker!r}")
             nan = _first_match(canonical, settings.nan_on) is not None
-            objectives = {
-                objective.name: math.nan if nan else _hash_unit(f"{canonical}|{objective.name}")
-                for objective in self.config.objectives
-            }
+            names = [on_split(objective.name, split) for objective in self.config.objectives]
+            objectives = {name: math.nan if nan else _hash_unit(f"{canonical}|{name}") for name in names}
             check_finite_objectives(objectives)
         except Rejected as exc:
             return self._outcome(Status.REJECTED, str(exc), {}, start)

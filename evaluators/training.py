@@ -19,25 +19,23 @@ from torch.nn import functional as F
 
 from evaluators.archs import candidate_slots
 from evaluators.config import ProxyConfig
+from evaluators.fitting import NonFiniteLoss, fit, recipe_for  # noqa: F401 (NonFiniteLoss: callers catch it from here)
 from evaluators.registry import Dataset, get_arch
+from evaluators.splits import VAL, Split
 from spaces import Genome, Space
 
 DIAGNOSTIC_BATCH = 512
 LATENCY_BATCH = 256
 LATENCY_REPEATS = 5
 _EVAL_CHUNK = 2048
-_TASK_METRICS = {"classification": ("val_acc", "val_loss"), "regression": ("val_rmse", "val_loss")}
+_TASK_METRICS = {"classification": ("acc", "loss"), "regression": ("rmse", "loss")}  # prefixed with the split
 _COMMON_METRICS = ("train_loss", "train_seconds", "steps", "params", "act_params", "latency_ms")
 _DIAGNOSTICS = ("act_zero_fraction", "act_dead_fraction", "act_max_ratio")
 
 
-def metric_names(task: str) -> tuple[str, ...]:
+def metric_names(task: str, split: Split = VAL) -> tuple[str, ...]:
     """What ``train_proxy`` reports for a dataset of this task, so objective names can be checked up front."""
-    return _TASK_METRICS[task] + _COMMON_METRICS + _DIAGNOSTICS
-
-
-class NonFiniteLoss(ArithmeticError):
-    """Training produced a NaN or infinite loss; the candidate is rejected, not the worker."""
+    return tuple(f"{split}_{metric}" for metric in _TASK_METRICS[task]) + _COMMON_METRICS + _DIAGNOSTICS
 
 
 @contextmanager
@@ -73,18 +71,33 @@ def train_proxy(
     steps: int,
     device: torch.device,
     amp: bool = False,
+    split: Split = VAL,
 ) -> dict[str, float]:
-    """Build, train with Adam for ``steps`` batches and evaluate one proxy; raises NonFiniteLoss on divergence.
+    """Build, train for ``steps`` iterations of the proxy's recipe (Adam unless the proxy or the genome picks
+    another, see ``evaluators.fitting``) and evaluate one proxy; raises NonFiniteLoss on divergence.
 
-    ``amp`` trains under bfloat16 autocast on CUDA (faster, less memory); validation stays float32.
+    ``split`` is where it is scored (``Dataset.fitting`` says what it trains on); the activation diagnostics and
+    the latency always run on validation inputs. ``amp`` trains under bfloat16 autocast on CUDA (faster, less
+    memory); scoring stays float32.
     """
+    recipe = recipe_for(proxy, genome)
     with seeded(seed, device):
         model = build_model(space, genome, dataset, proxy, device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=proxy.lr, weight_decay=proxy.weight_decay)
         start = time.perf_counter()
-        losses = _train(model, optimizer, dataset, steps=steps, batch_size=proxy.batch_size, seed=seed, amp=amp)
+        losses = fit(
+            model,
+            dataset.fitting(split),
+            lambda output, target: task_loss(dataset, output, target),
+            recipe,
+            steps=steps,
+            lr=proxy.lr,
+            batch_size=proxy.batch_size,
+            weight_decay=proxy.weight_decay,
+            seed=seed,
+            amp=amp,
+        )
         train_seconds = time.perf_counter() - start
-        metrics = evaluate_model(model, dataset)
+        metrics = evaluate_model(model, dataset, split)
         metrics.update(activation_diagnostics(model, dataset.x_val[:DIAGNOSTIC_BATCH]))
         metrics["latency_ms"] = forward_latency_ms(model, dataset.x_val[:LATENCY_BATCH])
     tail = losses[-max(1, len(losses) // 10) :]
@@ -98,59 +111,24 @@ def train_proxy(
     return metrics
 
 
-def _train(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    dataset: Dataset,
-    *,
-    steps: int,
-    batch_size: int,
-    seed: int,
-    amp: bool = False,
-) -> list[float]:
-    model.train()
-    x, y = dataset.x_train, dataset.y_train
-    # bfloat16 has float32's range, so no loss scaling is needed; CPU runs the same config in float32.
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda")
-    n = len(x)
-    batch_size = min(batch_size, n)
-    order_rng = torch.Generator().manual_seed(seed)
-    order, position = torch.randperm(n, generator=order_rng), 0
-    losses: list[float] = []
-    for step in range(1, steps + 1):
-        if position + batch_size > n:
-            order, position = torch.randperm(n, generator=order_rng), 0
-        index = order[position : position + batch_size].to(x.device)
-        position += batch_size
-        with autocast:
-            loss = task_loss(dataset, model(x[index]), y[index])
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"training loss became {value} at step {step} of {steps}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(value)
-    return losses
-
-
 @torch.no_grad()
-def evaluate_model(model: nn.Module, dataset: Dataset) -> dict[str, float]:
-    """Validation loss plus accuracy (classification) or RMSE (regression), in eval mode."""
+def evaluate_model(model: nn.Module, dataset: Dataset, split: Split = VAL) -> dict[str, float]:
+    """Loss plus accuracy (classification) or RMSE (regression) on ``split``, in eval mode, named ``{split}_*``."""
     model.eval()
+    inputs, targets = dataset.scored_on(split)
     total_loss, correct, count = 0.0, 0, 0
-    for begin in range(0, len(dataset.x_val), _EVAL_CHUNK):
-        x = dataset.x_val[begin : begin + _EVAL_CHUNK]
-        y = dataset.y_val[begin : begin + _EVAL_CHUNK]
+    for begin in range(0, len(inputs), _EVAL_CHUNK):
+        x = inputs[begin : begin + _EVAL_CHUNK]
+        y = targets[begin : begin + _EVAL_CHUNK]
         output = model(x)
         total_loss += task_loss(dataset, output, y).item() * len(x)
         if dataset.task == "classification":
             correct += int((output.argmax(dim=1) == y).sum())
         count += len(x)
-    val_loss = total_loss / count
+    loss = total_loss / count
     if dataset.task == "classification":
-        return {"val_loss": val_loss, "val_acc": correct / count}
-    return {"val_loss": val_loss, "val_rmse": math.sqrt(val_loss) if val_loss >= 0 else math.nan}
+        return {f"{split}_loss": loss, f"{split}_acc": correct / count}
+    return {f"{split}_loss": loss, f"{split}_rmse": math.sqrt(loss) if loss >= 0 else math.nan}
 
 
 @torch.no_grad()

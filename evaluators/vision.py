@@ -1,6 +1,7 @@
 """Image datasets and image proxy architectures for norm-act search (EvoNorm's CIFAR-style proxies).
 
-Datasets give (N, C, H, W) float tensors standardized with training statistics. In every architecture each
+Datasets give (N, C, H, W) float tensors in train, validation and test splits, standardized with training
+statistics; validation is carved out of the training data and the test split is held out. In every architecture each
 norm+activation pair is a ``CandidateSlot`` holding its own ``space.build(genome, channels=C, layout=...)``.
 Where the original network has a normalization without an activation (the last BN of a residual block,
 the projection BN of a shortcut or of MobileNetV2's linear bottleneck, a transformer's LayerNorms), the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,58 +20,56 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluators.archs import CandidateSlot
+from evaluators.data import TEST_SPLIT_SEED, stratified_split
 from evaluators.registry import Dataset, register_arch, register_dataset
 from spaces import Genome, Space
 
 # ---------------------------------------------------------------------------------------------- datasets
 
 
-def _standardized(x_train: torch.Tensor, x_val: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel zero mean / unit variance from the training split."""
+def _image_dataset(splits: dict[str, tuple[torch.Tensor, Any]], num_classes: int, name: str) -> Dataset:
+    """``splits`` maps train, val and test to (images, labels); per-channel zero mean / unit variance from train."""
+    x_train = splits["train"][0].float()
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return ((x_train - mean) / std).contiguous(), ((x_val - mean) / std).contiguous()
-
-
-def _image_dataset(x_train, y_train, x_val, y_val, num_classes: int, name: str) -> Dataset:
-    x_train, x_val = _standardized(x_train.float(), x_val.float())
-    return Dataset(
-        x_train=x_train,
-        y_train=torch.as_tensor(y_train, dtype=torch.int64),
-        x_val=x_val,
-        y_val=torch.as_tensor(y_val, dtype=torch.int64),
-        task="classification",
-        num_classes=num_classes,
-        name=name,
-    )
+    tensors = {}
+    for split, (x, y) in splits.items():
+        tensors[f"x_{split}"] = ((x.float() - mean) / std).contiguous()
+        tensors[f"y_{split}"] = torch.as_tensor(y, dtype=torch.int64)
+    return Dataset(**tensors, task="classification", num_classes=num_classes, name=name)
 
 
 @functools.lru_cache(maxsize=4)
-def _digits_images(seed: int, size: int, channels: int, val_fraction: float) -> Dataset:
+def _digits_images(seed: int, size: int, channels: int, val_fraction: float, test_fraction: float) -> Dataset:
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     images, labels = load_digits(return_X_y=True)
-    index_train, index_val = train_test_split(
-        np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=labels
-    )
+    rest, test = stratified_split(labels, test_fraction, TEST_SPLIT_SEED)
+    train, val = (rest[i] for i in stratified_split(labels[rest], val_fraction / (1 - test_fraction), seed))
     x = torch.from_numpy(images.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
     if size != 8:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = x.expand(-1, channels, -1, -1)
-    return _image_dataset(x[index_train], labels[index_train], x[index_val], labels[index_val], 10, "digits_images")
+    splits = {split: (x[index], labels[index]) for split, index in (("train", train), ("val", val), ("test", test))}
+    return _image_dataset(splits, 10, "digits_images")
 
 
 @register_dataset("digits_images")
-def load_digits_images(seed: int = 0, *, size: int = 16, channels: int = 1, val_fraction: float = 0.2) -> Dataset:
-    """scikit-learn's 8x8 digits as (channels, size, size) images, bilinearly upsampled; stratified seeded split."""
+def load_digits_images(
+    seed: int = 0, *, size: int = 16, channels: int = 1, val_fraction: float = 0.2, test_fraction: float = 0.2
+) -> Dataset:
+    """scikit-learn's 8x8 digits as (channels, size, size) images, bilinearly upsampled; split stratified into
+    train, validation and test (fractions of the whole set) like ``digits``: fixed test, validation by ``seed``."""
     if size < 8:
         raise ValueError(f"digits_images: size must be at least 8, got {size}")
     if channels not in (1, 3):
         raise ValueError(f"digits_images: channels must be 1 or 3, got {channels}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"digits_images: val_fraction must be in (0, 1), got {val_fraction}")
-    return _digits_images(int(seed), int(size), int(channels), float(val_fraction))
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"digits_images: {name} must be in (0, 1), got {value}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError("digits_images: val_fraction + test_fraction must be below 1")
+    return _digits_images(int(seed), int(size), int(channels), float(val_fraction), float(test_fraction))
 
 
 # Integer frequency vectors (fx, fy) of the synthetic gratings, one half-plane so no two are the same pattern.
@@ -78,14 +78,14 @@ _FREQUENCIES = [(fx, fy) for fx in range(4) for fy in range(-3, 4) if fx > 0 or 
 
 @functools.lru_cache(maxsize=4)
 def _synthetic_images(
-    seed: int, num_classes: int, train_size: int, val_size: int, size: int, channels: int, noise: float
+    seed: int, num_classes: int, train_size: int, val_size: int, test_size: int, size: int, channels: int, noise: float
 ) -> Dataset:
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(_FREQUENCIES), size=num_classes, replace=False)
     frequencies = np.array([_FREQUENCIES[i] for i in picks], dtype=np.float64)
     colors = rng.normal(size=(num_classes, channels))
     colors /= np.linalg.norm(colors, axis=1, keepdims=True)
-    total = train_size + val_size
+    total = train_size + val_size + test_size
     labels = rng.integers(num_classes, size=total)
     rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
     angle = 2 * np.pi * (frequencies[labels, 0, None, None] * rows + frequencies[labels, 1, None, None] * cols) / size
@@ -102,9 +102,9 @@ def _synthetic_images(
     distractor = 0.5 * np.sin(other_angle + other_phase)[:, None] * other_color[:, :, None, None]
     images = contrast * grating + distractor + brightness + noise * rng.normal(size=(total, channels, size, size))
     x = torch.from_numpy(images.astype(np.float32))
-    return _image_dataset(
-        x[:train_size], labels[:train_size], x[train_size:], labels[train_size:], num_classes, "synthetic_images"
-    )
+    cuts = [train_size, train_size + val_size]
+    parts = zip(torch.tensor_split(x, cuts), np.split(labels, cuts), strict=True)
+    return _image_dataset(dict(zip(("train", "val", "test"), parts, strict=True)), num_classes, "synthetic_images")
 
 
 @register_dataset("synthetic_images")
@@ -114,6 +114,7 @@ def load_synthetic_images(
     num_classes: int = 10,
     train_size: int = 2000,
     val_size: int = 500,
+    test_size: int = 500,
     size: int = 16,
     channels: int = 3,
     noise: float = 1.0,
@@ -126,11 +127,10 @@ def load_synthetic_images(
     """
     if not 2 <= num_classes <= len(_FREQUENCIES):
         raise ValueError(f"synthetic_images: num_classes must be in 2..{len(_FREQUENCIES)}, got {num_classes}")
-    if train_size < 1 or val_size < 1 or size < 8 or channels < 1 or noise < 0:
+    if min(train_size, val_size, test_size, channels) < 1 or size < 8 or noise < 0:
         raise ValueError("synthetic_images: sizes must be positive (size >= 8) and noise >= 0")
-    return _synthetic_images(
-        int(seed), int(num_classes), int(train_size), int(val_size), int(size), int(channels), float(noise)
-    )
+    sizes = (int(train_size), int(val_size), int(test_size), int(size), int(channels))
+    return _synthetic_images(int(seed), int(num_classes), *sizes, float(noise))
 
 
 CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32  # one label byte, then the red, green and blue 32x32 planes
@@ -180,32 +180,41 @@ def _subset(images: np.ndarray, labels: np.ndarray, count: int | None, rng: np.r
 
 
 @functools.lru_cache(maxsize=2)
-def _cifar10(folder: str, seed: int, subset: int | None, val_subset: int | None) -> Dataset:
+def _cifar10(
+    folder: str, seed: int, val_fraction: float, subset: int | None, val_subset: int | None, test_subset: int | None
+) -> Dataset:
     parts = [read_cifar10_binary(Path(folder) / f) for f in CIFAR10_TRAIN_FILES if (Path(folder) / f).is_file()]
+    images, labels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    train, val = stratified_split(labels, val_fraction, seed)
     rng = np.random.default_rng(seed)
-    train_images, train_labels = _subset(
-        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), subset, rng
-    )
-    val_images, val_labels = _subset(*read_cifar10_binary(Path(folder) / CIFAR10_TEST_FILE), val_subset, rng)
-    return _image_dataset(
-        torch.from_numpy(train_images) / 255.0,
-        train_labels,
-        torch.from_numpy(val_images) / 255.0,
-        val_labels,
-        10,
-        "cifar10",
-    )
+    picked = {
+        "train": _subset(images[train], labels[train], subset, rng),
+        "val": _subset(images[val], labels[val], val_subset, rng),
+        "test": _subset(*read_cifar10_binary(Path(folder) / CIFAR10_TEST_FILE), test_subset, rng),
+    }
+    splits = {split: (torch.from_numpy(x) / 255.0, y) for split, (x, y) in picked.items()}
+    return _image_dataset(splits, 10, "cifar10")
 
 
 @register_dataset("cifar10")
 def load_cifar10(
-    seed: int = 0, *, root: str | None = None, subset: int | None = None, val_subset: int | None = None
+    seed: int = 0,
+    *,
+    root: str | None = None,
+    val_fraction: float = 0.1,
+    subset: int | None = None,
+    val_subset: int | None = None,
+    test_subset: int | None = None,
 ) -> Dataset:
-    """CIFAR-10 from a local folder in its binary version (no download, no pickle); the test batch is the val split.
+    """CIFAR-10 from a local folder in its binary version (no download, no pickle).
 
-    ``subset`` / ``val_subset`` keep a seeded random sample of that many images (the full set is ~740 MB as float32).
+    Validation is ``val_fraction`` of the training batches (stratified, by ``seed``); the test batch is the test
+    split. ``subset`` / ``val_subset`` / ``test_subset`` keep a seeded random sample of that many images of each
+    split (the full set is ~740 MB as float32).
     """
-    return _cifar10(str(_cifar10_folder(root)), int(seed), subset, val_subset)
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"cifar10: val_fraction must be in (0, 1), got {val_fraction}")
+    return _cifar10(str(_cifar10_folder(root)), int(seed), float(val_fraction), subset, val_subset, test_subset)
 
 
 # ---------------------------------------------------------------------------------------------- architectures

@@ -43,6 +43,9 @@ class StudyStatus(_Word):
     RUNNING = "running"
     STOPPED = "stopped"  # Ctrl-C, a crash or an error: `layerforge resume` continues it
     FINISHED = "finished"  # its budget is spent
+    # Shown, never stored: the study is stored as running but its driver is gone (it died without closing it:
+    # its lease expired, or its process on this machine is dead). `layerforge resume` takes over and continues it.
+    INTERRUPTED = "interrupted"
 
 
 class Stage(_Word):
@@ -56,6 +59,7 @@ class Stage(_Word):
     STATIC = "static"
     NUMERIC_PROBE = "numeric_probe"
     STABILITY = "stability"
+    PLACEMENT = "placement"  # deep residual stacks at initialization (evaluators.placement), ~60-90 ms on a CPU
     QUALITY_GATE = "quality_gate"
     FULL = "full"
     # Ends outside the cascade: the worker raised, hung, or was lost too often.

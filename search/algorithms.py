@@ -1,4 +1,4 @@
-"""Search algorithms behind one ask/tell interface.
+"""Search algorithms behind one ask/tell interface (``search.ask_tell``), registered by name.
 
 State is never pickled: on resume the runner replays the stored outcomes through ``tell`` in the order they
 finished, which rebuilds populations, archives and Optuna studies.
@@ -7,9 +7,9 @@ finished, which rebuilds populations, archives and Optuna studies.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,60 +19,10 @@ from deap import tools
 
 from evaluators.config import Objective
 from evaluators.vocabulary import Status
+from search.ask_tell import Algorithm, AlgorithmConfigError, Proposal, Result
 from search.objectives import pareto_mask, pareto_ranks, signed_values
+from search.surrogate import Surrogate
 from spaces import Genome, Space
-
-
-class AlgorithmConfigError(ValueError):
-    """Unknown algorithm or bad algorithm options."""
-
-
-@dataclass
-class Proposal:
-    """A genome to evaluate and where it came from (recorded on the candidate row)."""
-
-    genome: Genome
-    origin: str  # seed, sample, mutate, crossover, optuna
-    parents: list[int] = field(default_factory=list)
-    mutation_op: str | None = None
-    generation: int = 0
-    seed_name: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Result:
-    """A finished evaluation as algorithms see it."""
-
-    candidate_id: int
-    genome: Genome
-    generation: int
-    status: Status  # DONE, REJECTED or FAILED
-    objectives: dict[str, float]
-    proposal_data: dict[str, Any] = field(default_factory=dict)
-
-
-class Algorithm(ABC):
-    name: ClassVar[str]
-
-    def __init__(self, space: Space, objectives: list[Objective], rng: np.random.Generator, **options: Any):
-        self.space = space
-        self.objectives = objectives
-        self.rng = rng
-        if options:
-            raise AlgorithmConfigError(
-                f"unknown options for algorithm {self.name!r}: {sorted(options)}; known: {self.option_names()}"
-            )
-
-    @classmethod
-    def option_names(cls) -> list[str]:
-        return []
-
-    @abstractmethod
-    def ask(self) -> Proposal: ...
-
-    @abstractmethod
-    def tell(self, result: Result) -> None: ...
 
 
 class RandomSearch(Algorithm):
@@ -95,7 +45,11 @@ class _Member:
 
 
 class _Evolution(Algorithm):
-    """Shared machinery: an aging population of valid members, filled by random samples first."""
+    """Shared machinery: an aging population of valid members, filled by random samples first.
+
+    A layer joins at most once (by canonical key or fingerprint): a duplicate told again, even after its original
+    aged out, adds no member, so copies of one good layer never crowd out the rest.
+    """
 
     def __init__(
         self,
@@ -119,6 +73,7 @@ class _Evolution(Algorithm):
         self.tournament_size = tournament_size
         self.crossover_probability = crossover_probability
         self.population: deque[_Member] = deque(maxlen=population_size)
+        self._joined: set[str] = set()  # identities (key and fingerprint) of every layer that became a member
         weights = (1.0,) * len(objectives)
         self._fitness_cls = type("Fitness", (deap_base.Fitness,), {"weights": weights})
 
@@ -127,10 +82,16 @@ class _Evolution(Algorithm):
         return ["population_size", "tournament_size", "crossover_probability"]
 
     def _member(self, result: Result) -> _Member | None:
-        """The population member for a finished evaluation; None if it is not a valid parent."""
+        """The population member for a finished evaluation; None if it is not a valid parent or already joined."""
         values = signed_values(result.objectives, self.objectives) if result.status == Status.DONE else None
         if values is None:
             return None
+        identities = {f"key:{result.key or self.space.key(result.genome)}"}
+        if result.fingerprint:
+            identities.add(f"fingerprint:{result.fingerprint}")
+        if identities & self._joined:
+            return None
+        self._joined |= identities
         return _Member(result.candidate_id, result.genome, result.generation, values, self._fitness_cls(values))
 
     def tell(self, result: Result) -> None:
@@ -196,7 +157,8 @@ class ParetoTournament(_Evolution):
 
 class NSGA2(_Evolution):
     """Steady-state NSGA-II: parents by binary tournament on (rank, crowding) over the NSGA-II survivors
-    of everything evaluated so far."""
+    of everything evaluated so far. The archive holds at most ``population_size`` distinct layers: each tell
+    past that drops the worst by (rank, crowding)."""
 
     name = "nsga2"
 
@@ -209,20 +171,26 @@ class NSGA2(_Evolution):
 
     def tell(self, result: Result) -> None:
         member = self._member(result)
-        if member is not None:
-            self.archive.append(member)
-            self._survivors = None
+        if member is None:
+            return
+        self.archive.append(member)
+        if len(self.archive) > self.population_size:
+            self.archive = self._select(self.population_size)
+        self._survivors = None
 
     def _evaluated_members(self) -> int:
         return len(self.archive)
 
+    def _select(self, k: int) -> list[_Member]:
+        """NSGA-II's best ``k`` of the archive; sets every chosen member's crowding distance."""
+        return tools.selNSGA2(sorted(self.archive, key=lambda m: m.candidate_id), k)
+
     def select_parent(self) -> _Member:
         if self._survivors is None:
-            survivors = tools.selNSGA2(sorted(self.archive, key=lambda m: m.candidate_id), self.population_size)
+            survivors = self._select(len(self.archive))
             ranks = pareto_ranks(np.array([m.values for m in survivors]))
             self._rank = {id(m): int(r) for m, r in zip(survivors, ranks, strict=True)}
             self._survivors = survivors
-            self.archive = list(survivors)  # dominated history is dropped once it can never survive
         a, b = (self._survivors[i] for i in self.rng.choice(len(self._survivors), size=2, replace=False))
         ka = (-self._rank[id(a)], a.fitness.crowding_dist)
         kb = (-self._rank[id(b)], b.fitness.crowding_dist)
@@ -321,7 +289,8 @@ class OptunaNSGA2(OptunaAlgorithm):
 
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, ParetoTournament, NSGA2, OptunaTPE, OptunaNSGA2)
+    cls.name: cls
+    for cls in (RandomSearch, RegularizedEvolution, ParetoTournament, NSGA2, OptunaTPE, OptunaNSGA2, Surrogate)
 }
 
 

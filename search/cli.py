@@ -12,11 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from evaluators.config import INT32_MAX
+from evaluators.proxy import EvaluatorSetupError
 from evaluators.registry import UnknownComponentError
 from evaluators.vocabulary import FINISHED, StudyStatus
 from search.algorithms import AlgorithmConfigError
 from search.config import ConfigError, StudyConfig, load_config, parse_config
-from search.store import DEFAULT_URL, URL_ENV, Store, StoreError, StudyRow, store_url
+from search.lease import leases, shown_status
+from search.store import DEFAULT_URL, URL_ENV, Store, StoreError, StudyRow, redact_url, store_url
 from search.workers import WorkerStartError
 from spaces import GenomeError, SpaceConfigError
 
@@ -28,6 +31,7 @@ USER_ERRORS = (
     AlgorithmConfigError,
     UnknownComponentError,
     WorkerStartError,
+    EvaluatorSetupError,
 )
 
 app = typer.Typer(
@@ -70,7 +74,7 @@ def launch(
     config: Path = typer.Argument(..., help="study config (YAML)"),
     address: str | None = typer.Option(None, help="Ray cluster: 'auto' or ray://host:10001 (default: local)"),
     workers: int | None = typer.Option(None, help="number of worker actors (default: from config or CPUs)"),
-    db: str | None = typer.Option(None, "--db", help="store URL (default: the config's store.url)"),
+    db: str | None = typer.Option(None, "--db", help=f"store URL (default: the config's store.url, else ${URL_ENV})"),
     name: str | None = typer.Option(None, help="study name (default: the config's name)"),
     progress: bool = typer.Option(True, help="show the progress bar"),
 ) -> None:
@@ -128,6 +132,7 @@ def list_studies(db: str | None = DbOption) -> None:
     table = Table()
     for col in ("name", "space", "algorithm", "status", "finished", "budget", "created"):
         table.add_column(col)
+    held = leases(store)
     for s in store.list_studies():
         counts = store.count_by_status(s.id)
         finished = sum(counts.get(status, 0) for status in FINISHED)
@@ -135,7 +140,7 @@ def list_studies(db: str | None = DbOption) -> None:
             s.name,
             s.space,
             s.algorithm,
-            s.status,
+            shown_status(s, held.get(s.id)),
             str(finished),
             str(s.budget_evaluations or "-"),
             s.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -188,20 +193,22 @@ def rerank(
     workers: int | None = typer.Option(None, help="number of worker actors"),
     db: str | None = DbOption,
 ) -> None:
-    """Re-train the top candidates and the baselines with several seeds; print mean ± std per objective."""
-    from search.objectives import objectives_of
+    """Re-train the top candidates and the baselines with several seeds on train + validation; print mean ± std per
+    objective on the test split, which nothing selects on."""
     from search.rerank import compare
     from search.rerank import rerank as run_rerank
-    from search.results import mean_std
+    from search.results import mean_std, test_names
 
     if top < 1 or seeds < 1 or (steps is not None and steps < 1):
         raise ConfigError("--top, --seeds and --steps must be at least 1")
+    if steps is not None and steps > INT32_MAX:
+        raise ConfigError(f"--steps must be at most {INT32_MAX} (the store keeps it as a 32-bit integer)")
     _check_workers(workers)
     store = Store(store_url(db))
     rows = run_rerank(store, study, top=top, seeds=seeds, steps=steps, console=err_console, workers=workers)
     row = store.get_study(study)
-    names = [o.name for o in objectives_of(row)]
-    table = Table(title=f"Re-ranking of {study!r}: {seeds} seeds, {steps or 'search'} steps")
+    names = test_names(row)
+    table = Table(title=f"Re-ranking of {study!r} on the test split: {seeds} seeds, {steps or 'search'} steps")
     table.add_column("candidate")
     table.add_column("formula")
     for n in names:
@@ -215,6 +222,37 @@ def rerank(
     console.print(table)
     for line in compare(rows, row):
         console.print(line)
+
+
+@app.command()
+@user_errors
+def tabulate(
+    config: Path = typer.Argument(..., help="study config of an enumerable space (fixed schema, max_params: 0)"),
+    out: Path = typer.Option(..., "--out", help="the table (CSV); a .json beside it records how it was made"),
+    seeds: int = typer.Option(2, help="training seeds per function"),
+    budgets: str | None = typer.Option(None, help="shorter budgets in steps, e.g. 33,100 (default: 1/9 and 1/3)"),
+    workers: int | None = typer.Option(None, help="number of worker actors"),
+    address: str | None = typer.Option(None, help="Ray cluster: 'auto' or ray://host:10001 (default: local)"),
+) -> None:
+    """Evaluate every function of the space once per seed (and at shorter budgets) into a table; rerun to resume."""
+    from search.tabulate import Tabulation
+
+    _check_workers(workers)
+    try:
+        steps = None if budgets is None else [int(b) for b in budgets.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--budgets must be comma-separated step counts, got {budgets!r}") from None
+    cfg = load_config(config)
+    if address:
+        cfg.ray.address = address
+    tabulation = Tabulation(cfg, out, seeds=seeds, budgets=steps, console=err_console)
+    done = tabulation.run(workers=workers)
+    console.print(
+        f"{done.written} of {done.functions} functions in {done.path} ({done.stored_before} were stored, "
+        f"{done.evaluations} evaluations this run, {done.unbuildable} genomes do not build)"
+        + (": stopped, rerun the same command to continue" if done.stopped else ""),
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -241,8 +279,9 @@ def dashboard(
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",  # no "Deploy" button or developer menu on a monitoring page
+        "--client.showErrorDetails", "type",  # an unexpected error shows its type; the traceback stays in this log
     ]  # fmt: skip
-    console.print(f"dashboard on http://{host}:{port} (store {url}, read-only); Ctrl-C stops it")
+    console.print(f"dashboard on http://{host}:{port} (store {redact_url(url)}, read-only); Ctrl-C stops it")
     sys.stdout.flush()
     # Become the Streamlit server, so Ctrl-C and SIGTERM reach it directly and no child outlives this command.
     os.execve(sys.executable, command, {**os.environ, URL_ENV: url})

@@ -35,16 +35,33 @@ class Pending:
     generation: int
     proposal_data: dict[str, Any] = field(default_factory=dict)
     driver_stage_seconds: dict[str, float] = field(default_factory=dict)  # the fingerprint, timed by the driver
+    key: str | None = None  # the candidate's canonical key and fingerprint: algorithms tell layers apart by them
+    fingerprint: str | None = None
 
     @classmethod
     def of(cls, candidate: CandidateRow, driver_stage_seconds: dict[str, float] | None = None) -> Pending:
         return cls(
-            candidate.id, candidate.genome, candidate.generation, candidate.proposal or {}, driver_stage_seconds or {}
+            candidate.id,
+            candidate.genome,
+            candidate.generation,
+            candidate.proposal or {},
+            driver_stage_seconds or {},
+            candidate.key,
+            candidate.fingerprint,
         )
 
     def result(self, status: Status, objectives: dict[str, float]) -> Result:
         """The finished evaluation as algorithms see it."""
-        return Result(self.candidate_id, self.genome, self.generation, status, objectives, self.proposal_data)
+        return Result(
+            self.candidate_id,
+            self.genome,
+            self.generation,
+            status,
+            objectives,
+            self.proposal_data,
+            self.key,
+            self.fingerprint,
+        )
 
 
 class Dedupe:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from evaluators.config import ProxyConfig
 from evaluators.registry import get_dataset
+from search.config import NAME_LENGTH
 from search.objectives import objectives_of
 from search.results import Scored, pareto_front, scored_candidates, top_k
 from search.store import Store, StoreError, StudyRow
@@ -19,6 +21,15 @@ from spaces import Space, get_space
 
 def class_name_for(space: Space, candidate_id: int) -> str:
     return f"{space.class_prefix}C{candidate_id}"
+
+
+def file_stem(study_name: str, candidate_id: int) -> str:
+    """The name of a candidate's exported files: an importable module name inside the output folder.
+
+    A stored study name may hold anything (anyone who can write to a shared store can put "/abs/path" or
+    thousands of characters there), so it is reduced to letters, digits and "_" and cut to a study name's length.
+    """
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', study_name)[:NAME_LENGTH]}_c{candidate_id}"
 
 
 def constructor_signature(source: str, class_name: str) -> str:
@@ -44,11 +55,19 @@ def module_docstring(
     if constructor:
         lines += [f"Constructor: {constructor}", ""]
     lines += ["Objectives:"] + [f"    {k} = {v:.6g}" for k, v in sorted(objectives.items())]
+    warnings = warnings_of(metrics)
+    if warnings:
+        lines += ["Warnings:"] + [f"    {w}" for w in warnings]
     numeric = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     if numeric:
         lines += ["Metrics:"] + [f"    {k} = {v:.6g}" for k, v in sorted(numeric.items())]
     body = "\n".join(lines).replace('"""', "'''").replace("\\", "\\\\")
     return f'"""{body}\n"""\n'
+
+
+def warnings_of(metrics: dict[str, Any]) -> list[str]:
+    """What the evaluation warned about a layer it kept (e.g. the placement stage in "warn" mode)."""
+    return [str(w) for w in metrics.get("warnings") or []]
 
 
 def task_sizes(study: StudyRow) -> dict[str, int]:
@@ -74,7 +93,7 @@ def export_candidates(store: Store, study_name: str, chosen: list[Scored], out_d
     for rank, s in enumerate(chosen, start=1):
         cand, ev = s.candidate, s.evaluation
         class_name = class_name_for(space, cand.id)
-        stem = f"{study.name}_c{cand.id}".replace("-", "_").replace(".", "_")
+        stem = file_stem(study.name, cand.id)
         source = space.to_source(cand.genome, class_name, **sizes)
         constructor = constructor_signature(source, class_name)
         doc = module_docstring(
@@ -93,12 +112,14 @@ def export_candidates(store: Store, study_name: str, chosen: list[Scored], out_d
                 "formula": cand.formula,
                 "key": cand.key,
                 "objectives": ev.objectives,
+                "warnings": warnings_of(ev.metrics),
             }
         )
     manifest = {
         "study": study.name,
         "space": study.space,
         "objectives": study.objectives,
+        "objectives_split": "validation",  # the candidates' objectives are what selection saw; rerank reads test
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "constructor_defaults": sizes,  # task sizes baked in as defaults; inputs are flattened to in_features
         "candidates": entries,

@@ -1,7 +1,8 @@
 """Re-ranking: the top candidates and the baselines re-trained with several seeds and a longer budget.
 
-The search's single noisy runs are not the final word; these runs are stored (purpose "rerank") and
-compared with error bars.
+The search's single noisy runs, scored on the validation split it selected on, are not the final word: these
+runs train on train + validation and score on the test split, which nothing selects on. They are stored
+(purpose "rerank", objectives under their ``test_*`` names) and compared with error bars.
 """
 
 from __future__ import annotations
@@ -12,20 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
 from rich.console import Console
 from rich.progress import Progress
 from scipy import stats
 
 from evaluators.config import Objective
 from evaluators.outcome import Outcome
+from evaluators.splits import TEST, on_split
 from evaluators.vocabulary import Status
 from search.config import parse_config
 from search.dispatch import Dispatcher, Job
 from search.objectives import objectives_of, oriented
-from search.results import baselines, mean_std, scored_candidates, top_k
+from search.results import baselines, mean_std, scored_candidates, test_runs, top_k
 from search.store import CandidateRow, Store, StudyRow, utcnow
-from search.workers import make_pool, start_ray_for
+from search.workers import make_pool, start_ray_for, stop_ray
 from spaces import get_space
 
 
@@ -33,7 +34,7 @@ from spaces import get_space
 class RerankRow:
     candidate: CandidateRow
     label: str
-    values: dict[str, list[float]]  # objective -> one value per seed
+    values: dict[str, list[float]]  # test-split objective (``test_acc@mlp``) -> one value per seed
 
 
 class _RerankSource:
@@ -103,7 +104,8 @@ def rerank(
             ev_id = store.add_evaluation(
                 study.id, cand.id, purpose="rerank", status=Status.PENDING, seed=seed, steps=steps
             )
-            jobs.append(Job(ev_id, {"genome": cand.genome, "seed": seed, "steps": steps, "cascade": False}))
+            payload = {"genome": cand.genome, "seed": seed, "steps": steps, "cascade": False, "split": TEST}
+            jobs.append(Job(ev_id, payload))
     if jobs:
         started_ray = start_ray_for(config, Path(runs_dir))
         pool = make_pool(config, get_space(config.space.kind, **config.space.options), workers)
@@ -118,7 +120,7 @@ def rerank(
         finally:
             pool.shutdown()
             if started_ray:
-                ray.shutdown()
+                stop_ray()
     store.log_event(
         study.id,
         "rerank",
@@ -135,23 +137,24 @@ def _search_steps(config: Any) -> int:
 
 
 def _existing(store: Store, study: StudyRow, steps: int | None) -> set[tuple[int, int]]:
-    rows = store.evaluations(study.id, purpose="rerank")
-    return {(c.id, e.seed) for c, e in rows if e.status == Status.DONE and e.steps == steps}
+    """(candidate, seed) pairs already scored on the test split with these steps (earlier runs are reused)."""
+    return {(c.id, e.seed) for c, e in test_runs(store, study) if e.steps == steps}
 
 
 def collect(
     store: Store, study: StudyRow, chosen: list[CandidateRow], seed_values: list[int], steps: int | None
 ) -> list[RerankRow]:
     by_candidate: dict[int, dict[str, list[float]]] = {c.id: {} for c in chosen}
-    for cand, ev in store.evaluations(study.id, purpose="rerank"):
-        if cand.id in by_candidate and ev.status == Status.DONE and ev.steps == steps and ev.seed in seed_values:
+    for cand, ev in test_runs(store, study):
+        if cand.id in by_candidate and ev.steps == steps and ev.seed in seed_values:
             for name, value in ev.objectives.items():
                 by_candidate[cand.id].setdefault(name, []).append(value)
     return [RerankRow(c, c.seed_name or f"c{c.id}", by_candidate[c.id]) for c in chosen]
 
 
 def compare(rows: list[RerankRow], study: StudyRow, baseline_name: str | None = None) -> list[str]:
-    """Plain-language verdicts: does the best candidate beat the baseline beyond the seed noise (Welch's t-test)?
+    """Plain-language verdicts on the test split: does the best candidate beat the baseline beyond the seed noise
+    (Welch's t-test)?
 
     The baseline is the seed named ``baseline_name``, by default the study's first seed (relu, bn_relu, ...).
     """
@@ -163,18 +166,19 @@ def compare(rows: list[RerankRow], study: StudyRow, baseline_name: str | None = 
     baseline_name = baseline.label
     lines = []
     for obj in objectives_of(study):
-        base = baseline.values.get(obj.name, [])
-        best = max(searched, key=lambda r: _oriented_mean(r.values.get(obj.name, []), obj))
-        vals = best.values.get(obj.name, [])
+        name = on_split(obj.name, TEST)
+        base = baseline.values.get(name, [])
+        best = max(searched, key=lambda r: _oriented_mean(r.values.get(name, []), obj))
+        vals = best.values.get(name, [])
         if len(vals) < 2 or len(base) < 2:
-            lines.append(f"{obj.name}: too few seeds for a test")
+            lines.append(f"{name}: too few seeds for a test")
             continue
         (m1, s1), (m0, s0) = mean_std(vals), mean_std(base)
         p = stats.ttest_ind(vals, base, equal_var=False).pvalue
         better = oriented(m1, obj) > oriented(m0, obj)
         verdict = ("beats" if better else "is worse than") if p < 0.05 else "is not distinguishable from"
         lines.append(
-            f"{obj.name}: best searched {best.label} {m1:.4f} ± {s1:.4f} {verdict} "
+            f"{name}: best searched {best.label} {m1:.4f} ± {s1:.4f} {verdict} "
             f"{baseline_name} {m0:.4f} ± {s0:.4f} (Welch p = {p:.3g}, n = {len(vals)}/{len(base)})"
         )
     return lines

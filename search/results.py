@@ -1,4 +1,8 @@
-"""Ranking finished candidates: best by objective, Pareto fronts, baselines. Shared by summary, export, rerank."""
+"""Ranking finished candidates: best by objective, Pareto fronts, baselines. Shared by summary, export, rerank.
+
+Search evaluations carry validation-split objectives (what selection saw); re-ranking runs carry the same
+objectives on the test split (``test_*`` names, ``evaluators.splits``), the only numbers reported as final.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.splits import TEST, on_split
 from evaluators.vocabulary import CASCADE, OUTSIDE_CASCADE, Status
-from search.objectives import objectives_of, pareto_mask, signed_values
+from search.objectives import objectives_of, oriented, pareto_mask, signed_values
 from search.store import CandidateRow, EvaluationRow, Store, StudyRow
 
 
@@ -51,6 +56,46 @@ def baselines(store: Store, study: StudyRow) -> list[tuple[CandidateRow, Evaluat
     """Seed genomes (ReLU, GELU, ...) with their search evaluation, in injection order."""
     rows = [(c, e) for c, e in store.history(study.id) if c.origin == "seed"]
     return sorted(rows, key=lambda ce: ce[0].id)
+
+
+def test_names(study: StudyRow) -> list[str]:
+    """The study's objectives as measured on the test split (``val_acc@mlp`` -> ``test_acc@mlp``)."""
+    return [on_split(o.name, TEST) for o in objectives_of(study)]
+
+
+def test_runs(store: Store, study: StudyRow) -> list[tuple[CandidateRow, EvaluationRow]]:
+    """Finished re-ranking runs scored on the test split, oldest first.
+
+    Re-ranking runs from before splits carry validation names (they were scored on the split search selected
+    on): they are left out, never reported as test results.
+    """
+    names = test_names(study)
+    return [
+        (c, e)
+        for c, e in store.evaluations(study.id, purpose="rerank")
+        if e.status == Status.DONE and all(name in e.objectives for name in names)
+    ]
+
+
+@dataclass
+class FinalResult:
+    """One candidate's test-split results at one training budget: objective -> one value per seed."""
+
+    candidate: CandidateRow
+    steps: int | None  # None: the study's own steps
+    values: dict[str, list[float]]
+
+
+def final_results(store: Store, study: StudyRow) -> list[FinalResult]:
+    """Every candidate with test-split runs, per training budget, best first by the first objective's mean."""
+    grouped: dict[tuple[int, int | None], FinalResult] = {}
+    for cand, ev in test_runs(store, study):
+        result = grouped.setdefault((cand.id, ev.steps), FinalResult(cand, ev.steps, {}))
+        for name, value in ev.objectives.items():
+            result.values.setdefault(name, []).append(value)
+    first = objectives_of(study)[0]
+    name = on_split(first.name, TEST)
+    return sorted(grouped.values(), key=lambda r: (-oriented(mean_std(r.values[name])[0], first), r.candidate.id))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -10,19 +10,20 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import ray
 from rich.console import Console
 
 from evaluators.proxy import AGGREGATE_METRICS
 from evaluators.registry import get_arch, get_dataset
+from evaluators.table import load_table
 from evaluators.training import metric_names
 from evaluators.vocabulary import StudyStatus
 from search.algorithms import Algorithm, make_algorithm
 from search.config import ConfigError, StudyConfig, parse_config
 from search.dispatch import Dispatcher
-from search.store import Store, StudyRow, utcnow
+from search.lease import StudyBusyError, StudyLease, describe
+from search.store import LeaseRow, Store, StoreError, StudyRow, utcnow
 from search.study_run import StudyRun
-from search.workers import make_pool, start_ray_for
+from search.workers import make_pool, start_ray_for, stop_ray
 from spaces import Genome, GenomeError, Space, get_space
 
 
@@ -56,11 +57,14 @@ class StudyRunner:
         self._unused_algorithm: Algorithm | None = self._make_algorithm(replayed=0)
         if config.evaluator.kind == "proxy":
             self._check_proxies()
+        elif config.evaluator.kind == "table":
+            load_table(config.evaluator)
         # The current run, for callers that watch it (tests, the benchmarks).
         self.study: StudyRow | None = None
         self.current_run: StudyRun | None = None
         self.dispatcher: Dispatcher | None = None
         self.worker_infos: list[dict[str, Any]] = []
+        self.lost_to = ""  # the driver that took the study over, if this one lost its lease
 
     # -- set-up -----------------------------------------------------------------------------------
     @classmethod
@@ -93,6 +97,8 @@ class StudyRunner:
             try:
                 resolved.append((entry, self.space.parse(entry)))
             except GenomeError as exc:
+                if str(exc).startswith(f"seed {entry!r}"):  # a known seed this space's options cannot express
+                    raise ConfigError(f"space.seeds: {exc}") from None
                 raise ConfigError(
                     f"space.seeds: {entry!r} is neither a seed of space {self.space.kind!r} "
                     f"({', '.join(sorted(named))}) nor a valid genome text: {exc}"
@@ -102,7 +108,9 @@ class StudyRunner:
     def _make_algorithm(self, replayed: int) -> Algorithm:
         algorithm = self.config.algorithm
         rng = np.random.default_rng([self.config.seed, replayed])  # a resumed study draws fresh numbers
-        return make_algorithm(algorithm.name, self.space, self.objectives, rng, algorithm.options)
+        made = make_algorithm(algorithm.name, self.space, self.objectives, rng, algorithm.options)
+        made.learn_from(self.store, self.config)
+        return made
 
     def algorithm_for(self, replayed: int) -> Algorithm:
         """The algorithm of a run that replays ``replayed`` stored outcomes first.
@@ -130,10 +138,25 @@ class StudyRunner:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> StudyRow:
-        study = self.study = self._open_study(resume)
+        """Run the study to its budget, or continue it. One driver at a time: while another one holds the study's
+        lease this raises StudyBusyError, having changed nothing."""
+        lease = StudyLease(self.store, self._open_study(resume))
+        previous = lease.acquire()
+        lease.keep_renewed(self._lease_lost)
+        try:
+            return self._run_leased(lease, previous, resume)
+        finally:
+            lease.release()
+
+    def _run_leased(self, lease: StudyLease, previous: LeaseRow | None, resume: bool) -> StudyRow:
+        # Read again now that this driver holds the lease: the previous one may have finished the study meanwhile.
+        study = self.study = self.store.get_study(lease.study.name)
         if resume and study.status == StudyStatus.FINISHED:
             self.console.print(f"study {study.name!r} already finished its budget; nothing to resume")
             return study
+        if previous is not None and study.status == StudyStatus.RUNNING:
+            gone = describe(previous)
+            self.store.log_event(study.id, "takeover", f"took over from {gone}, whose driver is gone", previous=gone)
         run = self.current_run = self.run_class(self, study)
         self.store.update_study(study.id, status=StudyStatus.RUNNING, started_at=study.started_at or utcnow())
         self.store.log_event(
@@ -159,18 +182,29 @@ class StudyRunner:
             with run.progress.bar:
                 run.progress.refresh()
                 abandoned = self.dispatcher.run(run)
+            if lease.lost:
+                raise StudyBusyError(
+                    f"study {study.name!r} was taken over by {self.lost_to}: this driver could not renew its lease "
+                    "in time, so it stopped and wrote nothing more"
+                )
             run.leave_for_resume(abandoned)
             status = StudyStatus.STOPPED if self.stop_requested.is_set() else StudyStatus.FINISHED
             self._close(run, status, replaced_workers=self.dispatcher.replaced_workers, left_pending=len(abandoned))
-        except BaseException:
-            self._close(run, StudyStatus.STOPPED)
+        except BaseException as exc:
+            if not lease.lost:
+                self._close_after_error(run)
+            if isinstance(exc, StoreError) and not isinstance(exc, StudyBusyError):
+                raise StoreError(
+                    f"{exc}; study {study.name!r} stopped, and `layerforge resume {study.name}` continues it "
+                    "once the store works again"
+                ) from None
             raise
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
             pool.shutdown()
             if started_ray:
-                ray.shutdown()
+                stop_ray()
         return self.store.get_study(study.name)
 
     def _close(self, run: StudyRun, status: StudyStatus, **data: Any) -> None:
@@ -179,6 +213,19 @@ class StudyRunner:
             values["finished_at"] = utcnow()
         self.store.update_study(run.study.id, **values)
         self.store.log_event(run.study.id, status, f"study {status} after {run.progress.finished} evaluations", **data)
+
+    def _close_after_error(self, run: StudyRun) -> None:
+        """Mark the study stopped. A store that refuses even this leaves it marked running: it shows as interrupted
+        once this driver's lease ends, and `resume` continues it all the same."""
+        try:
+            self._close(run, StudyStatus.STOPPED)
+        except StoreError:
+            pass
+
+    def _lease_lost(self, taker: str) -> None:
+        """Another driver took the study over (this one failed to renew in time): stop at once, write nothing."""
+        self.lost_to = taker
+        self.stop_requested.set()
 
     def _install_sigint(self) -> Any:
         if threading.current_thread() is not threading.main_thread():

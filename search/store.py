@@ -28,6 +28,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
@@ -54,6 +55,48 @@ def utcnow() -> datetime:
 def store_url(url: str | None = None) -> str:
     """``url``, else $LAYERFORGE_DB, else the default SQLite file under runs/."""
     return url or os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    """``(scheme://, userinfo, host and the rest)``, or None without a userinfo.
+
+    The userinfo ends at the last "@", so a password holding an unencoded "@", "/" or ":" stays whole (SQLAlchemy's
+    parser would cut it at its first "@" and read the rest as host and database).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # no scheme: not a URL the store opens, but a password in it is still hidden
+        scheme, rest = "", url
+    userinfo, at, location = rest.rpartition("@")
+    return (scheme + sep, userinfo, location) if at else None
+
+
+def _with_password(url: str, shown: str | None) -> str:
+    """``url`` with its password (userinfo or ``password=`` parameter) replaced by ``shown``, or dropped if None."""
+    parts = _userinfo(url)
+    if parts is not None and ":" in parts[1]:
+        head, userinfo, location = parts
+        user = userinfo.split(":", 1)[0]
+        url = f"{head}{user}@{location}" if shown is None else f"{head}{user}:{shown}@{location}"
+    base, _, query = url.partition("?")
+    parameters = []
+    for parameter in filter(None, query.split("&")):
+        if parameter.lower().startswith("password="):
+            if shown is None:
+                continue
+            parameter = f"password={shown}"
+        parameters.append(parameter)
+    return base + ("?" + "&".join(parameters) if parameters else "")
+
+
+def redact_url(url: str) -> str:
+    """``url`` as every message and page shows it: a password (in the userinfo or a ``password=`` parameter) is ***."""
+    return _with_password(url, "***")
+
+
+def without_password(url: str) -> str:
+    """``url`` with no password at all, as the store keeps it: a driver gets its URL from --db, $LAYERFORGE_DB or
+    the config file, and PostgreSQL (libpq) reads a missing password from PGPASSWORD or ~/.pgpass."""
+    return _with_password(url, None)
 
 
 def _word_column(words: type[Status | StudyStatus]) -> Enum:
@@ -152,6 +195,21 @@ class EventRow(Base):
     __table_args__ = (Index("ix_events_study_id", "study_id", "id"),)
 
 
+class LeaseRow(Base):
+    """Which driver runs a study, and until when its claim holds unless renewed (see ``search.lease``)."""
+
+    __tablename__ = "study_leases"
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    token: Mapped[str] = mapped_column(String(32))  # one per claim: renewals and releases match on it
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    machine: Mapped[str] = mapped_column(Text)  # host, boot and PID namespace: where ``pid`` can be checked
+    process_start: Mapped[str] = mapped_column(String(40))  # tells a reused pid from the holder
+    acquired_at: Mapped[datetime] = mapped_column(DateTime)
+    renewed_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)  # set to the release time when the driver ends
+
+
 def _sqlite_pragmas(read_only: bool) -> Callable[..., None]:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
@@ -167,13 +225,44 @@ def _sqlite_pragmas(read_only: bool) -> Callable[..., None]:
     return on_connect
 
 
+class _SameFile:
+    """Refuses connections once a writer's SQLite file was replaced or removed under it.
+
+    A new connection would write another database (or create an empty one), and SQLite would truncate the WAL
+    index that this process's older connections still map: a SIGBUS at their next checkpoint.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.identity: tuple[int, int] | None = None  # (device, inode) of the file the first connection opened
+
+    def _current(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def check(self, *_: Any) -> None:
+        """Before a connection reads the file (connect) and before each use (checkout)."""
+        current = self._current()
+        if self.identity is None:
+            self.identity = current  # None until the first connection has created the file
+        elif current != self.identity:
+            raise StoreError(
+                f"store file {self.path} was replaced or removed while this driver had it open; "
+                "nothing more is written to it"
+            )
+
+
 def make_engine(url: str, read_only: bool = False) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout, and its folder is created if missing."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise StoreError(
-            f"store URL {url!r} is not a database URL; use sqlite:///path/to.db or postgresql+psycopg://user@host/db"
+            f"store URL {redact_url(url)!r} is not a database URL; "
+            "use sqlite:///path/to.db or postgresql+psycopg://user@host/db"
         ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -188,9 +277,20 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        if database and database != ":memory:" and not read_only:
+            same_file = _SameFile(Path(database))
+            event.listen(engine, "connect", same_file.check)  # first: before a pragma reads the file
+            event.listen(engine, "checkout", same_file.check)
         event.listen(engine, "connect", _sqlite_pragmas(read_only))
         return engine
     if backend == "postgresql":
+        parts = _userinfo(url)
+        if parts is not None and "@" in parts[1]:
+            raise StoreError(
+                f"the user name or password in store URL {redact_url(url)} holds an unencoded '@', so the URL "
+                "cannot be read; percent-encode it (@ as %40, / as %2F, : as %3A: urllib.parse.quote(password, "
+                "safe='')), or leave the password out and let PostgreSQL read it from PGPASSWORD or ~/.pgpass"
+            )
         if parsed.drivername == "postgresql":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800)
@@ -219,7 +319,7 @@ class Store:
         if not read_only:
             self._call(lambda: Base.metadata.create_all(self.engine))
         else:
-            self._call(lambda: self.engine.connect().close())
+            self._call(self._check_tables)
         self.retries = retries
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -232,7 +332,8 @@ class Store:
             except IntegrityError:
                 raise  # a constraint says no (e.g. a taken study name): the caller explains it
             except (OperationalError, DBAPIError) as exc:
-                transient = isinstance(exc, OperationalError) or exc.connection_invalidated
+                lasting = _lasting_sqlite_error(exc)
+                transient = (isinstance(exc, OperationalError) and not lasting) or exc.connection_invalidated
                 if not transient or attempt == self.retries:
                     raise StoreError(f"store {self._safe_url()} failed: {_first_line(exc)}") from None
                 time.sleep(delay)
@@ -240,7 +341,15 @@ class Store:
         raise AssertionError("unreachable")
 
     def _safe_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return redact_url(self.url)
+
+    def _check_tables(self) -> None:
+        """A reader must find a LayerForge store: a corrupt or foreign file fails here, at start, in one line."""
+        if not inspect(self.engine).has_table(StudyRow.__tablename__):
+            raise StoreError(
+                f"store {self._safe_url()} has no studies table, so it is not a LayerForge store (yet); "
+                "point --db at the store a study was launched with"
+            )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -286,7 +395,7 @@ class Store:
                 space=space,
                 algorithm=algorithm,
                 seed=seed,
-                config=config,
+                config=_without_stored_password(config),
                 objectives=objectives,
                 budget_evaluations=budget_evaluations,
                 budget_minutes=budget_minutes,
@@ -429,6 +538,23 @@ class Store:
     def events(self, study_id: int, after_id: int = 0) -> list[EventRow]:
         q = select(EventRow).where(EventRow.study_id == study_id, EventRow.id > after_id).order_by(EventRow.id)
         return self.read(lambda s: list(s.scalars(q)))
+
+
+def _lasting_sqlite_error(exc: DBAPIError) -> bool:
+    """SQLite cannot write the file (read-only, disk full, I/O error, not a database): waiting will not help.
+
+    Only its lock errors pass with time, and its busy timeout has already waited for those.
+    """
+    name = getattr(exc.orig, "sqlite_errorname", "")  # Python 3.11+; older ones keep retrying
+    return bool(name) and not name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
+def _without_stored_password(config: dict[str, Any]) -> dict[str, Any]:
+    """A study config as the store keeps it: its store URL without a password (every dashboard user reads it)."""
+    store = config.get("store")
+    if not isinstance(store, dict) or not isinstance(store.get("url"), str):
+        return config
+    return {**config, "store": {**store, "url": without_password(store["url"])}}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -168,7 +168,7 @@ class StudyRun:
             },
         )
         self.dedupe.add(cand_id, candidate["key"], fp)
-        context = Pending(cand_id, genome, proposal.generation, proposal.data, stage_seconds)
+        context = Pending(cand_id, genome, proposal.generation, proposal.data, stage_seconds, candidate["key"], fp)
         return Job(ev_id, self._payload(genome), context=context)
 
     def _describe(self, genome: Genome) -> str:
@@ -206,7 +206,8 @@ class StudyRun:
             },
         )
         self.progress.record(status, {})
-        return ev_id, Pending(cand_id, candidate["genome"], proposal.generation, proposal.data)
+        key, fp = candidate["key"], candidate.get("fingerprint")
+        return ev_id, Pending(cand_id, candidate["genome"], proposal.generation, proposal.data, key=key, fingerprint=fp)
 
     def _record_duplicate(
         self,

@@ -1,4 +1,8 @@
-"""The end-of-study report: top candidates, baselines, where the compute went, throughput, export."""
+"""The end-of-study report: top candidates, baselines, where the compute went, throughput, export.
+
+The search's tables show validation-split numbers, labelled as what selection saw; the final table shows only
+test-split numbers (from `layerforge rerank`), which nothing selects on.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,24 @@ from rich.console import Console
 from rich.table import Table
 
 from evaluators.vocabulary import FINISHED, Stage
+from search.lease import leases, shown_status
 from search.objectives import objectives_of
 from search.results import (
+    FinalResult,
     Scored,
     baselines,
+    final_results,
+    mean_std,
     pareto_front,
     rejection_funnel,
     scored_candidates,
+    test_names,
     top_k,
 )
 from search.store import Store, StudyRow
 
 PARETO_ROWS = 20  # the front table shows at most this many members, best first by the first objective
+SELECTION = "validation split: what selection saw, not a final result"
 
 
 def _fmt(value: object) -> str:
@@ -40,8 +50,28 @@ def _candidate_table(title: str, rows: list[Scored], names: list[str]) -> Table:
     for n in names:
         table.add_column(n, justify="right")
     for s in rows:
-        label = f"{s.candidate.id} ({s.candidate.seed_name})" if s.candidate.seed_name else str(s.candidate.id)
+        label = _label(s.candidate.id, s.candidate.seed_name)
         table.add_row(label, s.candidate.formula, *(_fmt(s.evaluation.objectives.get(n)) for n in names))
+    return table
+
+
+def _label(candidate_id: int, seed_name: str | None) -> str:
+    return f"{candidate_id} ({seed_name})" if seed_name else str(candidate_id)
+
+
+def _final_table(study: StudyRow, results: list[FinalResult]) -> Table:
+    """Test-split mean ± std over seeds per candidate and training budget, best first."""
+    names = test_names(study)
+    table = Table(title="Final results: test split (never selected on), mean ± std over seeds")
+    for col in ("id", "formula", "steps", *names):
+        table.add_column(col, justify="left" if col == "formula" else "right")
+    for r in results:
+        cells = []
+        for n in names:
+            mean, std = mean_std(r.values.get(n, []))
+            cells.append(f"{mean:.4f} ± {std:.4f} (n={len(r.values.get(n, []))})")
+        steps = "search" if r.steps is None else str(r.steps)
+        table.add_row(_label(r.candidate.id, r.candidate.seed_name), r.candidate.formula, steps, *cells)
     return table
 
 
@@ -78,15 +108,16 @@ def print_summary(
     names = [o.name for o in objectives]
     scored = scored_candidates(store, study)
 
-    console.print(_candidate_table(f"Top {top} of study {study.name!r} (by {names[0]})", top_k(scored, top), names))
+    title = f"Top {top} of study {study.name!r} by {names[0]} ({SELECTION})"
+    console.print(_candidate_table(title, top_k(scored, top), names))
 
     if len(objectives) > 1:
         front = pareto_front(scored)
         shown = f", best {PARETO_ROWS} shown" if len(front) > PARETO_ROWS else ""
-        title = f"Pareto front over {', '.join(names)}: {len(front)} of {len(scored)} candidates{shown}"
+        title = f"Pareto front over {', '.join(names)}: {len(front)} of {len(scored)} candidates{shown} ({SELECTION})"
         console.print(_candidate_table(title, front[:PARETO_ROWS], names))
 
-    base = Table(title="Baselines evaluated in the same study")
+    base = Table(title=f"Baselines evaluated in the same study ({SELECTION})")
     base.add_column("seed")
     base.add_column("status")
     for n in names:
@@ -94,6 +125,15 @@ def print_summary(
     for cand, ev in baselines(store, study):
         base.add_row(cand.seed_name or "", ev.status, *(_fmt(ev.objectives.get(n)) for n in names))
     console.print(base)
+
+    final = final_results(store, study)
+    if final:
+        console.print(_final_table(study, final))
+    else:
+        console.print(
+            f"No test-split results yet: `layerforge rerank {study.name} --top K --seeds S` trains the top candidates "
+            "and the baselines on train + validation and scores them on the test split, which nothing selects on."
+        )
 
     funnel, outside = _funnel_table(store, study)
     console.print(funnel)
@@ -105,7 +145,7 @@ def print_summary(
         "status: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         + f" | {evaluations_per_minute(store, study):.1f} evaluations/minute over {study.active_seconds / 60:.1f} min"
-        + f" | study {study.status}"
+        + f" | study {shown_status(study, leases(store).get(study.id))}"
     )
     if export_manifest is not None:
         console.print(f"exported the best layers to {export_manifest.parent} (manifest: {export_manifest})")

@@ -18,7 +18,9 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
+from evaluators.splits import VAL
 from search.config import StudyConfig
+from search.reaper import Reaper, start_in_own_group
 from spaces import Space, get_space
 
 # Set before Ray starts anywhere in this process (driver, CLI, tests): no login token, no usage stats.
@@ -27,12 +29,16 @@ RAY_ENV_DEFAULTS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 # After the first actor is up, how long the pool's start waits for the others before work begins without them.
 START_GRACE_SECONDS = 60.0
 
+# The reaper of the embedded Ray instance this process started, if any (see search.reaper).
+_reaper: Reaper | None = None
+
 
 def ensure_ray(address: str | None, object_store_memory_mb: int, tmpdir: str | Path) -> bool:
     """Connect to ``address`` or start a private local instance; returns True if this call started Ray.
 
     An already-initialized Ray (a test session's shared instance) is reused as is.
     """
+    global _reaper
     for key, value in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if ray.is_initialized():
@@ -43,14 +49,25 @@ def ensure_ray(address: str | None, object_store_memory_mb: int, tmpdir: str | P
     tmp = Path(tmpdir).resolve()
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_TMPDIR", str(tmp))
-    ray.init(
-        num_cpus=os.cpu_count() or 1,
-        object_store_memory=object_store_memory_mb * 1024 * 1024,
-        include_dashboard=False,
-        _temp_dir=str(tmp),
-        log_to_driver=False,
+    _reaper = start_in_own_group(
+        lambda: ray.init(
+            num_cpus=os.cpu_count() or 1,
+            object_store_memory=object_store_memory_mb * 1024 * 1024,
+            include_dashboard=False,
+            _temp_dir=str(tmp),
+            log_to_driver=False,
+        )
     )
     return True
+
+
+def stop_ray() -> None:
+    """Disconnect from Ray; an embedded instance this process started is shut down with all its processes."""
+    global _reaper
+    ray.shutdown()
+    if _reaper is not None:
+        _reaper.release()
+        _reaper = None
 
 
 def start_ray_for(config: StudyConfig, runs_dir: Path) -> bool:
@@ -126,7 +143,11 @@ class EvaluationWorker:
     def evaluate(self, job: dict[str, Any]) -> dict[str, Any]:
         started = time.time()
         outcome = self.evaluator.evaluate(
-            job["genome"], seed=job.get("seed", 0), steps=job.get("steps"), cascade=job.get("cascade", True)
+            job["genome"],
+            seed=job.get("seed", 0),
+            steps=job.get("steps"),
+            cascade=job.get("cascade", True),
+            split=job.get("split", VAL),
         )
         return {
             "outcome": outcome.to_dict(),

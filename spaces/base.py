@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import reprlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -93,6 +94,8 @@ class Space(ABC):
     #: True where a genome is a whole network sized by the task: ``build`` and ``to_source`` then take the
     #: task's ``in_features`` (flat input size) and ``out_features``, and exports pass the study's sizes.
     task_sized: ClassVar[bool] = False
+    #: True where a layer is a normalization and an activation in one (EvoNorm-style): hosts put no norm before it.
+    normalizes: ClassVar[bool] = False
 
     @abstractmethod
     def sample(self, rng: np.random.Generator) -> Genome:
@@ -145,6 +148,20 @@ class Space(ABC):
         """
         return self.build(genome), inputs
 
+    def features(self, genome: Genome, inputs: torch.Tensor) -> np.ndarray:
+        """What the layer computes, as numbers for surrogate models: its outputs (eval mode, flattened) on
+        ``inputs`` through ``probe``, as the fingerprint sees them. The length depends only on ``inputs``, so the
+        genomes of a configured space give comparable vectors; non-finite outputs are kept for the caller to treat.
+        """
+        with torch.no_grad():
+            module, probe_inputs = self.probe(genome, inputs)
+            module.eval()
+            return module(probe_inputs).detach().double().flatten().cpu().numpy()
+
+    def enumerate(self) -> list[Genome]:
+        """Every genome, where the configured space is finite and small enough to list (exhaustive tables)."""
+        raise SpaceConfigError(f"space {self.kind!r} cannot list its genomes; tabulate an enumerable space")
+
     def suggest(self, trial: Any) -> Genome:
         """A genome from an Optuna trial's ``suggest_*`` calls, for the Optuna samplers; optional."""
         raise SpaceConfigError(
@@ -172,10 +189,11 @@ class Space(ABC):
         if not isinstance(genome, dict):
             raise GenomeError(f"a genome must be a JSON object, got {type(genome).__name__}")
         if genome.get("space") != self.kind:
-            raise GenomeError(f"genome is for space {genome.get('space')!r}, expected {self.kind!r}")
+            raise GenomeError(f"genome is for space {reprlib.repr(genome.get('space'))}, expected {self.kind!r}")
         if genome.get("v") != self.version:
             raise GenomeError(
-                f"genome version {genome.get('v')!r} is not supported by space {self.kind!r} (expects v={self.version})"
+                f"genome version {reprlib.repr(genome.get('v'))} is not supported by space {self.kind!r} "
+                f"(expects v={self.version})"
             )
 
     @staticmethod

@@ -91,7 +91,7 @@ def test_unknown_algorithm_and_options_are_refused(space) -> None:
     with pytest.raises(AlgorithmConfigError, match="tournament_size"):
         make_algorithm("evolution", space, ONE, np.random.default_rng(0), {"population_size": 4, "tournament_size": 9})
     with pytest.raises(AlgorithmConfigError, match="suggest"):
-        make_algorithm("optuna_tpe", space, ONE, np.random.default_rng(0), {})
+        make_algorithm("optuna_tpe", get_space("normact"), ONE, np.random.default_rng(0), {})
 
 
 def test_optuna_replay_rebuilds_the_study_from_stored_proposals() -> None:
@@ -120,3 +120,56 @@ def test_optuna_replay_rebuilds_the_study_from_stored_proposals() -> None:
     assert states == [t.state.name for t in live.study.trials]
     assert replayed.study.best_value == pytest.approx(live.study.best_value)
     assert [t.params for t in replayed.study.trials] == [t.params for t in live.study.trials]
+
+
+def _repeating_results(space, count: int) -> list[Result]:
+    """``count`` results over a dozen layers: exact repeats (same key) and functional twins (same fingerprint)."""
+    rng = np.random.default_rng(5)
+    layers = [space.sample(rng) for _ in range(12)]
+    results = []
+    for i in range(count):
+        index = int(rng.integers(len(layers)))
+        twin = i % 3 == 0  # told under another key, as a fingerprint duplicate is
+        values = {"val_acc@mlp": 0.1 + 0.07 * index, "loss@mlp": 1.0 - 0.05 * (index % 5)}
+        key = f"twin{i}" if twin else space.key(layers[index])
+        results.append(Result(i + 1, layers[index], 0, "done", values, key=key, fingerprint=f"fp{index}"))
+    return results
+
+
+@pytest.mark.parametrize("cls", [NSGA2, ParetoTournament, RegularizedEvolution])
+def test_populations_never_hold_a_layer_twice_nor_exceed_their_size(space, cls) -> None:
+    algo = cls(space, TWO, np.random.default_rng(0), population_size=8, tournament_size=2)
+    for result in _repeating_results(space, 300):
+        algo.tell(result)
+        members = algo.archive if cls is NSGA2 else algo.population
+        layers = [space.key(m.genome) for m in members]
+        assert len(set(layers)) == len(layers) <= 8
+        algo.ask()
+    assert len(members) == 8
+
+
+def test_a_duplicate_told_again_adds_no_member(space) -> None:
+    algo = NSGA2(space, TWO, np.random.default_rng(0), population_size=4)
+    genome = space.sample(np.random.default_rng(1))
+    values = {"val_acc@mlp": 0.9, "loss@mlp": 0.1}
+    algo.tell(Result(1, genome, 0, "done", values, key="k", fingerprint="f"))
+    algo.tell(Result(2, genome, 0, "done", values, key="k"))  # same canonical form
+    algo.tell(Result(3, space.sample(np.random.default_rng(2)), 0, "done", values, key="k2", fingerprint="f"))
+    assert [m.candidate_id for m in algo.archive] == [1]
+
+
+@pytest.mark.parametrize("schema", ["unary_unary", "binary_unary", "tree"])
+@pytest.mark.parametrize("name", ["optuna_tpe", "optuna_nsga2"])
+def test_optuna_samplers_drive_the_activation_space(schema: str, name: str) -> None:
+    space = get_space("activation", schema=schema, max_params=0 if schema != "tree" else 2)
+    options = {"n_startup_trials": 5} if name == "optuna_tpe" else {"population_size": 6}
+    algo = make_algorithm(name, space, TWO, np.random.default_rng(0), options)
+    keys = set()
+    for i in range(30):
+        proposal = algo.ask()
+        space.validate(proposal.genome)
+        keys.add(space.key(proposal.genome))
+        values = {"val_acc@mlp": float(np.random.default_rng(i).random()), "loss@mlp": 0.5}
+        algo.tell(Result(i + 1, proposal.genome, 0, "done", values, proposal.data))
+    assert len(algo.study.trials) == 30 and all(t.state.name == "COMPLETE" for t in algo.study.trials)
+    assert len(keys) > 10

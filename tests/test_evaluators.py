@@ -151,7 +151,9 @@ def evaluator() -> ProxyEvaluator:
 
 
 def test_mnist1d_shapes_standardized_and_deterministic(mnist1d):
-    assert mnist1d.x_train.shape == (4000, 40) and mnist1d.x_val.shape == (1000, 40)
+    # Validation (800) is carved out of the official 4,000 training samples; the official 1,000 are the test split.
+    assert mnist1d.x_train.shape == (3200, 40) and mnist1d.x_val.shape == (800, 40)
+    assert mnist1d.x_test.shape == (1000, 40)
     assert mnist1d.x_train.dtype == torch.float32 and mnist1d.y_train.dtype == torch.int64
     assert mnist1d.num_classes == 10 and set(mnist1d.y_train.tolist()) == set(range(10))
     assert mnist1d.x_train.mean(0).abs().max() < 1e-4
@@ -176,7 +178,7 @@ def test_mnist1d_disk_cache_and_global_rng_untouched(tmp_path, mnist1d):
 
 def test_digits_split_is_seeded():
     digits = get_dataset("digits")(seed=0)
-    assert digits.x_train.shape == (1437, 64) and digits.x_val.shape == (360, 64)
+    assert digits.x_train.shape == (1077, 64) and digits.x_val.shape == (360, 64) and digits.x_test.shape == (360, 64)
     assert digits.num_classes == 10 and digits.y_val.dtype == torch.int64
     assert torch.equal(get_dataset("digits")(seed=0).y_val, digits.y_val)
     assert not torch.equal(get_dataset("digits")(seed=1).y_val, digits.y_val)

@@ -166,6 +166,35 @@ def test_optuna_trial_drives_the_space() -> None:
     assert trial.params["layer0_family"] == genome["layers"][0]["family"]
 
 
+def test_recipes_option_lets_the_search_pick_a_training_recipe() -> None:
+    """With ``recipes`` every sampled, mutated, crossed or suggested genome names one; without, none does."""
+    space = KanSpace(recipes=["adam", "lbfgs_grid"])
+    rng = np.random.default_rng(0)
+    genomes = [space.sample(rng) for _ in range(20)]
+    assert {g["recipe"] for g in genomes} == {"adam", "lbfgs_grid"}
+    assert "recipe" not in KanSpace().sample(np.random.default_rng(0))
+    genome, ops = genomes[0], set()
+    for _ in range(60):
+        child, op = space.mutate(genome, rng)
+        ops.add(op)
+        assert "recipe" in child and (child["recipe"] != genome["recipe"]) == (op == "recipe")
+        genome = child
+    assert "recipe" in ops
+    assert space.crossover(genomes[0], genomes[1], rng)["recipe"] in (genomes[0]["recipe"], genomes[1]["recipe"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    assert space.suggest(trial)["recipe"] == trial.params["recipe"]
+    lbfgs = {**_genome(), "recipe": "lbfgs_grid"}
+    assert space.canonical(lbfgs) != space.canonical(_genome())
+    assert space.describe(lbfgs).endswith("| recipe lbfgs_grid")
+    assert r"\texttt{lbfgs\_grid}" in space.describe(lbfgs, "latex")
+    assert space.harden(lbfgs, space.build(lbfgs, in_features=2))[0]["recipe"] == "lbfgs_grid"
+    with pytest.raises(GenomeError, match="recipe must be a recipe name"):
+        space.validate({**_genome(), "recipe": "two words"})
+    with pytest.raises(SpaceConfigError, match="'recipes' must hold names"):
+        KanSpace(recipes=["adam", 3])
+
+
 def test_seeds_cover_every_family_and_build() -> None:
     space = KanSpace()
     seeds = space.seeds()

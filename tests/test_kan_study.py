@@ -118,6 +118,24 @@ def test_tpe_kan_study_runs_through_runner_store_and_export(ray_address: str, tm
         torch.testing.assert_close(exported(x), platform(x))
 
 
+def test_search_picks_training_recipes(ray_address: str, tmp_path: Path) -> None:
+    """Genomes name a recipe of the proxy (Adam, or LBFGS with grid updates); both run through the real runner."""
+    objectives = [{"name": "val_rmse@fit", "direction": "min"}]
+    config = _kan_study("kan_recipes", tmp_path, {"name": "random"}, objectives, 8)
+    config["space"]["options"] = SPACE_OPTIONS | {"recipes": ["adam", "lbfgs_grid"]}
+    config["evaluator"]["proxies"][0]["recipes"] = {
+        "adam": {},
+        "lbfgs_grid": {"optimizer": "lbfgs", "grid_updates": [0, 10, 20]},
+    }
+    cfg = parse_config(config)
+    store = Store(cfg.store.url)
+    StudyRunner(cfg, store, progress=False).run()
+    rows = store.evaluations(store.get_study("kan_recipes").id)
+    done = {c.genome.get("recipe") for c, e in rows if e.status == "done"}
+    assert {"adam", "lbfgs_grid"} <= done, [(c.genome.get("recipe"), e.status, e.reason) for c, e in rows]
+    assert all(math.isfinite(e.objectives["val_rmse@fit"]) for _, e in rows if e.status == "done")
+
+
 def _replay_into(algorithm, results: list[Result]) -> None:
     for result in results:
         algorithm.tell(result)

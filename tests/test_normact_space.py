@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
+import inspect
 import json
 import sys
 import types
@@ -17,6 +18,7 @@ from torch import nn
 
 from spaces import GenomeError, SpaceConfigError, get_space
 from spaces.normact import NormActSpace
+from spaces.normact.genome import make_genome
 
 TOL = 1e-5
 
@@ -376,3 +378,56 @@ def test_layer_checks_its_input_and_supports_flat_features():
     with pytest.raises(ValueError, match="layout"):
         space.build(_b0(), channels=8, layout="nhwc")
     assert layer(torch.randn(5, 8)).shape == (5, 8)  # (N, C) features: instance statistics of one value
+
+
+# ---------------------------------------------------------------------------------------------- the constant 1
+
+# EvoNorm-B1: x / max(sqrt(var_NHW(x) + eps), (x + 1) * sqrt(mean_HW(x^2) + eps)); "one" is the constant 1.
+B1_NODES = [
+    ("batch_std", 0),  # 4
+    ("one",),  # 5
+    ("add", 0, 5),  # 6
+    ("instance_rms", 0),  # 7
+    ("mul", 6, 7),  # 8
+    ("max", 4, 8),  # 9
+    ("div", 0, 9),  # 10
+]
+
+
+def test_evonorm_b0_seed_has_timms_default_eps():
+    timm_b0_eps = inspect.signature(timm_evonorm().EvoNorm2dB0).parameters["eps"].default
+    seeds = NormActSpace(mode="B").seeds()
+    assert seeds["evonorm_b0"]["eps"] == timm_b0_eps == 1e-3
+    assert seeds["evonorm_s0"]["eps"] == seeds["bn_relu"]["eps"] == 1e-5  # timm's S0 and torch's norms
+    other = NormActSpace(mode="B", eps=1e-4)  # the option sets sampled graphs' eps; a seed stays the published layer
+    assert other.seeds()["evonorm_b0"]["eps"] == 1e-3 and other.sample(np.random.default_rng(0))["eps"] == 1e-4
+
+
+def test_evonorm_b1_with_the_constant_one_matches_timm_and_its_export(tmp_path):
+    evo = timm_evonorm()
+    space = NormActSpace(mode="B")
+    genome = make_genome("B", B1_NODES, **space.defaults)
+    assert space.static_problems(genome) == []
+    assert space.describe(genome) == "y = gamma * (x / max(batch_std(x), (x + 1) * instance_rms(x))) + beta"
+    ours = space.build(genome, channels=64)
+    ref = evo.EvoNorm2dB1(64, eps=space.defaults["eps"], momentum=space.defaults["momentum"])
+    randomize(ref.weight, ref.bias)
+    ours.load_state_dict({"weight": ref.weight, "bias": ref.bias, "running_var_4": ref.running_var})
+    assert_same_function(ours, ref, batches((6, 64, 5, 5), 4), {"running_var_4": "running_var"})
+    _check_export(space, genome, "nchw", tmp_path, "EvoNormB1")
+    layer = load_export(space.to_source(genome, "B1"), "B1", tmp_path)(16)
+    x = torch.randn(4, 16, 3, 3)
+    torch.testing.assert_close(torch.jit.script(layer)(x), layer(x), atol=TOL, rtol=TOL)
+
+
+def test_the_constant_one_is_drawn_only_where_a_space_lists_it():
+    rng = np.random.default_rng(0)
+    default = NormActSpace(mode="B")
+    assert "one" not in default.ops  # a default search draws EvoNorm's vocabulary, as it always did
+    listed = NormActSpace(mode="B", ops=["one", "add", "mul", "instance_std", "div"])
+    drawn = [node for _ in range(50) for node in listed.sample(rng)["nodes"] if node["op"] == "one"]
+    assert drawn and all(node["in"] == [] for node in drawn)
+    constant_output = make_genome("B", [("one",)], **default.defaults)
+    assert "does not depend on x" in default.static_problems(constant_output)[0]
+    with pytest.raises(GenomeError, match=r"node 4 \(one\) takes 0 input"):
+        default.validate(make_genome("B", [("one", 0)], **default.defaults))

@@ -149,7 +149,7 @@ def test_rerank_compares_against_the_first_baseline(study):
     rows = rerank(store, NAME, top=8, seeds=2, steps=5, console=Console(quiet=True))  # top 8: searched ones too
     assert any(r.candidate.origin != "seed" for r in rows)
     assert {"bn_relu", "gn_relu"} <= {r.label for r in rows}
-    assert all(len(r.values["val_acc@resnet"]) == 2 for r in rows)
+    assert all(len(r.values["test_acc@resnet"]) == 2 for r in rows)  # rerank scores the test split
     verdicts = compare(rows, store.get_study(NAME))
     assert len(verdicts) == 2 and all("bn_relu" in line for line in verdicts)
 

@@ -28,19 +28,21 @@ def test_cifar10_binary_loader_reads_the_records_a_test_wrote(tmp_path):
     folder.mkdir()
     first = _write_cifar_file(folder / "data_batch_1.bin", [3, 1, 4, 1, 5], rng)
     _write_cifar_file(folder / "data_batch_2.bin", [9, 2, 6], rng)
-    _write_cifar_file(folder / "test_batch.bin", [0, 7], rng)
+    test_pixels = _write_cifar_file(folder / "test_batch.bin", [0, 7], rng)
 
     images, labels = read_cifar10_binary(folder / "data_batch_1.bin")
     assert images.shape == (5, 3, 32, 32) and labels.tolist() == [3, 1, 4, 1, 5]
     assert np.array_equal(images, first)  # red plane first, row-major, as the format specifies
 
     data = get_dataset("cifar10")(seed=0, root=str(tmp_path))  # the parent folder is accepted too
-    assert data.x_train.shape == (8, 3, 32, 32) and data.x_val.shape == (2, 3, 32, 32)
-    assert data.y_train.tolist() == [3, 1, 4, 1, 5, 9, 2, 6] and data.y_val.tolist() == [0, 7]
+    # Validation is carved out of the training batches; the test batch is the test split.
+    assert data.x_train.shape == (7, 3, 32, 32) and data.x_val.shape == (1, 3, 32, 32)
+    assert sorted(data.y_train.tolist() + data.y_val.tolist()) == [1, 1, 2, 3, 4, 5, 6, 9]
+    assert data.x_test.shape == (2, 3, 32, 32) and data.y_test.tolist() == [0, 7]
     assert data.num_classes == 10 and data.x_train.dtype == torch.float32
     # Standardization is monotone per channel: the brightest raw pixel stays the brightest.
-    raw = torch.from_numpy(first[:, 0]).float()
-    assert torch.equal(data.x_train[:5, 0].flatten().argmax(), raw.flatten().argmax())
+    raw = torch.from_numpy(test_pixels[:, 0]).float()
+    assert torch.equal(data.x_test[:, 0].flatten().argmax(), raw.flatten().argmax())
     small = get_dataset("cifar10")(seed=1, root=str(folder), subset=4, val_subset=1)
     assert len(small.x_train) == 4 and len(small.x_val) == 1
 
@@ -60,7 +62,7 @@ def test_cifar10_loader_errors_say_what_to_provide(tmp_path):
 
 def test_digits_images_are_upsampled_and_split_by_seed():
     data = get_dataset("digits_images")(seed=0, size=16, channels=3)
-    assert data.x_train.shape[1:] == (3, 16, 16) and len(data.x_train) + len(data.x_val) == 1797
+    assert data.x_train.shape[1:] == (3, 16, 16) and len(data.x_train) + len(data.x_val) + len(data.x_test) == 1797
     assert torch.equal(data.x_train[:, 0], data.x_train[:, 2])
     other = get_dataset("digits_images")(seed=1)
     assert other.x_train.shape[1:] == (1, 16, 16) and not torch.equal(other.y_train[:50], data.y_train[:50])

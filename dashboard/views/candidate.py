@@ -6,15 +6,19 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, layers, queries, state
+from evaluators.splits import LABELS, labelled, split_of
 from evaluators.vocabulary import Status
+from search.export import warnings_of
 from search.results import mean_std
 from search.store import CandidateRow, EvaluationRow, StoreError, StudyRow
 from spaces import Curve, GenomeError, Graph, Space, Table
 
 
 def pick_candidate() -> int | None:
-    wanted = state.query_int("id")
-    chosen = st.number_input("Candidate id", min_value=1, value=wanted, step=1, key="candidate_id")
+    wanted = state.query_id("id")
+    chosen = st.number_input(
+        "Candidate id", min_value=1, max_value=state.INT32_MAX, value=wanted, step=1, key="candidate_id"
+    )
     if chosen is None:
         st.info("Enter a candidate id, or open one from a study's Pareto front or candidates table.")
         return None
@@ -38,6 +42,8 @@ def header(study: StudyRow, cand: CandidateRow, ev: EvaluationRow | None) -> Non
     cols[4].metric("worker seconds", state.fmt(ev.seconds if ev else None, 2))
     if ev and ev.reason:
         st.warning(ev.reason)
+    for warning in warnings_of(ev.metrics if ev else {}):
+        st.warning(f"kept with a warning: {warning}")
     if cand.duplicate_of:
         st.page_link(
             state.PAGES["candidate"],
@@ -45,7 +51,7 @@ def header(study: StudyRow, cand: CandidateRow, ev: EvaluationRow | None) -> Non
             query_params={"id": str(cand.duplicate_of)},
         )
     if ev and ev.objectives:
-        st.write(" · ".join(f"**{k}** {state.fmt(v)}" for k, v in sorted(ev.objectives.items())))
+        st.write(" · ".join(f"**{labelled(k)}** {state.fmt(v)}" for k, v in sorted(ev.objectives.items())))
 
 
 def layer_view(study: StudyRow, cand: CandidateRow) -> None:
@@ -127,6 +133,10 @@ def rerank(study: StudyRow, cand: CandidateRow) -> None:
     if not any(e.candidate_id == cand.id for e in done):
         return
     st.subheader("Re-ranking")
+    st.caption(
+        "Test-split rows: trained on train + validation, scored on data no selection read (the final results). "
+        "Validation rows: re-ranking runs from before splits, scored on the split the search selected on."
+    )
     rows = []
     for cid in ids:
         label = f"c{cid}" if cid == cand.id else "relu"
@@ -139,6 +149,7 @@ def rerank(study: StudyRow, cand: CandidateRow) -> None:
                         "label": label,
                         "steps": steps or "search",
                         "objective": name,
+                        "split": LABELS.get(split_of(name), "-"),
                         "mean": mean,
                         "std": std,
                         "n": sum(name in e.objectives for e in runs),

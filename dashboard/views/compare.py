@@ -16,10 +16,11 @@ def pick_ids() -> list[int]:
     text = st.text_input(
         "Candidate ids (2 to 4, comma separated)", value=st.query_params.get("ids", ""), key="compare_ids"
     )
-    ids = []
-    for part in text.replace(" ", "").split(","):
-        if part.isdigit() and int(part) not in ids:
-            ids.append(int(part))
+    try:
+        ids = state.parse_ids(text)
+    except ValueError as exc:
+        st.error(str(exc))
+        st.stop()
     st.query_params["ids"] = ",".join(map(str, ids))
     return ids
 

@@ -7,12 +7,14 @@ import streamlit as st
 
 from dashboard import queries, state
 from evaluators.vocabulary import FINISHED, Status
+from search.lease import leases, shown_status
 from search.store import utcnow
 
 
 def study_rows() -> pd.DataFrame:
     store, url, now = state.store(), state.db_url(), utcnow()
     counts = state.status_counts_by_study(url)
+    held = leases(store)
     rows = []
     for study in state.studies():
         c = counts.get(study.id, {})
@@ -22,7 +24,7 @@ def study_rows() -> pd.DataFrame:
         rows.append(
             {
                 "study": study.name,
-                "status": study.status,
+                "status": shown_status(study, held.get(study.id), now),
                 "space": study.space,
                 "algorithm": study.algorithm,
                 "finished": finished,

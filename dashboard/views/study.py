@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import analysis, charts, queries, state
+from evaluators.splits import LABELS, split_of
 from evaluators.vocabulary import FINAL, FINISHED, IN_FLIGHT, Status, StudyStatus
 from search.objectives import objectives_of
 from search.store import StudyRow, utcnow
@@ -18,8 +19,15 @@ def pick_study() -> StudyRow | None:
         return None
     names = [s.name for s in studies]
     wanted = st.query_params.get("study")
-    index = names.index(wanted) if wanted in names else len(names) - 1
+    if wanted is not None and wanted not in names:
+        shown = wanted if len(wanted) <= 60 else wanted[:57] + "..."
+        st.error(f"No study named {shown!r} in this store; pick one below.")
+        index = None
+    else:
+        index = names.index(wanted) if wanted is not None else len(names) - 1
     name = st.selectbox("Study", names, index=index, key="study_name")
+    if name is None:
+        st.stop()
     st.query_params["study"] = name
     return studies[names.index(name)]
 
@@ -33,7 +41,7 @@ def live_panel(study: StudyRow) -> None:
     hours = queries.active_seconds(state.store(), study, utcnow()) / 3600
     cols = st.columns(7)
     budget = f" / {study.budget_evaluations}" if study.budget_evaluations else ""
-    cols[0].metric("status", study.status)
+    cols[0].metric("status", str(queries.study_status(state.store(), study, utcnow())))
     cols[1].metric("finished", f"{finished}{budget}")
     for col, status in zip(cols[2:5], FINISHED, strict=True):
         col.metric(str(status), counts.get(status, 0))
@@ -162,7 +170,7 @@ if chosen is None:
     st.stop()
 st.caption(
     f"space **{chosen.space}** · algorithm **{chosen.algorithm}** · objectives "
-    + ", ".join(f"{o.name} ({o.direction})" for o in objectives_of(chosen))
+    + ", ".join(f"{o.name} ({o.direction}, {LABELS.get(split_of(o.name), 'no split')})" for o in objectives_of(chosen))
     + f" · seed {chosen.seed}"
 )
 live = st.fragment(live_panel, run_every=state.REFRESH_SECONDS if chosen.status == StudyStatus.RUNNING else None)

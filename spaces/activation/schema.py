@@ -6,6 +6,7 @@ slot, so ``embed`` can pad it with zero(...).
 
 from __future__ import annotations
 
+from itertools import product
 from typing import Any
 
 from spaces.activation.ops import OPS
@@ -77,3 +78,12 @@ def _fill(template: Any) -> Node:
     if template[0] == "unary":
         return {"op": "identity", "args": [_fill(template[1])]}
     return {"op": "add", "args": [_fill(template[1]), _fill(template[2])]}
+
+
+def expand(template: Any, unary_ops: list[str], binary_ops: list[str]) -> list[Node]:
+    """Every tree of shape ``template`` over the given ops, no learnable scalars, in op-table order."""
+    if template == "x":
+        return [{"op": "x"}]
+    ops = unary_ops if template[0] == "unary" else binary_ops
+    children = [expand(child, unary_ops, binary_ops) for child in template[1:]]
+    return [{"op": op, "args": list(args)} for op in ops for args in product(*children)]

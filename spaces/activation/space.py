@@ -23,6 +23,7 @@ fused kernels; the genome, its text and its canonical form are unchanged.
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,11 @@ from spaces.activation.export import to_source
 from spaces.activation.lowering import lower
 from spaces.activation.module import EvolvedActivation
 from spaces.activation.ops import ALIASES, BINARY_OPS, LEAVES, OPS, UNARY_OPS, OpSpec, known_ops_text
-from spaces.activation.schema import SCHEMAS, TEMPLATES, embed, matches, template_size, template_text
+from spaces.activation.schema import SCHEMAS, TEMPLATES, embed, expand, matches, template_size, template_text
+from spaces.activation.suggest import TreeSuggestion
 from spaces.activation.text import formula, latex, parse_formula
-from spaces.activation.tree import Node, depends_on_x, depth, normalize, param_slots, size
-from spaces.activation.variation import MUTATIONS, SHAPE_MUTATIONS, TreeVariation
+from spaces.activation.tree import MAX_DEPTH, Node, depends_on_x, depth, normalize, param_slots, size
+from spaces.activation.variation import MUTATIONS, PARAM_MUTATIONS, SHAPE_MUTATIONS, TreeVariation
 from spaces.base import Curve, Genome, GenomeError, Space, SpaceConfigError, canonical_json, elementwise_curve
 from spaces.registry import register_space
 
@@ -68,9 +70,10 @@ def _resolve_ops(kind: str, names: Any, table: dict[str, OpSpec]) -> list[str]:
     return list(dict.fromkeys(resolved))
 
 
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpaceConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _check_count(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise SpaceConfigError(f"{name} must be an integer {bounds}, got {reprlib.repr(value)}")
     return value
 
 
@@ -84,8 +87,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_finite_number(value: Any) -> bool:
+    """A number that is finite as a float: an integer of hundreds of digits is not (``float()`` overflows)."""
+    try:
+        return _is_number(value) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 @register_space
-class ActivationSpace(TreeVariation, Space):
+class ActivationSpace(TreeVariation, TreeSuggestion, Space):
     """Elementwise activation functions: expression trees over whitelisted ops with learnable scalars.
 
     Options: ``schema`` ("tree": free trees; "unary_unary": u(u(x)); "binary_unary": b(u(x), u(x));
@@ -127,7 +138,7 @@ class ActivationSpace(TreeVariation, Space):
         self.binary_ops = _resolve_ops("binary", binary_ops, BINARY_OPS)
         needed_depth, needed_nodes, _ = (1, 2, 0) if self.template is None else template_size(self.template)
         default_depth, default_nodes = (4, 12) if self.template is None else (needed_depth, needed_nodes)
-        self.max_depth = _check_count("max_depth", default_depth if max_depth is None else max_depth, 1)
+        self.max_depth = _check_count("max_depth", default_depth if max_depth is None else max_depth, 1, MAX_DEPTH)
         self.max_nodes = _check_count("max_nodes", default_nodes if max_nodes is None else max_nodes, 2)
         if self.max_depth < needed_depth or self.max_nodes < needed_nodes:
             raise SpaceConfigError(
@@ -137,13 +148,18 @@ class ActivationSpace(TreeVariation, Space):
         self.max_params = _check_count("max_params", max_params, 0)
         self.param_probability = _check_probability("param_probability", param_probability)
         self.const_probability = _check_probability("const_probability", const_probability)
-        if not all(_is_number(value) and math.isfinite(value) for value in constants):
-            raise SpaceConfigError(f"constants must be finite numbers, got {constants!r}")
+        if not all(_is_finite_number(value) for value in constants):
+            raise SpaceConfigError(f"constants must be finite numbers, got {reprlib.repr(constants)}")
         if self.const_probability > 0 and not constants:
             raise SpaceConfigError("const_probability > 0 needs at least one value in constants")
         self.constants = [float(value) for value in constants]
         self._check_ops_suffice()
-        self.operators = [op for op in MUTATIONS if self.template is None or op not in SHAPE_MUTATIONS]
+        # Operators that can never apply under these limits are not offered (nor drawn and redrawn).
+        self.operators = [
+            op
+            for op in MUTATIONS
+            if (self.template is None or op not in SHAPE_MUTATIONS) and (self.max_params or op not in PARAM_MUTATIONS)
+        ]
 
     def _schema_name(self) -> str:
         return f"core_unit(units={self.units})" if self.schema == "core_unit" else self.schema
@@ -240,8 +256,8 @@ class ActivationSpace(TreeVariation, Space):
                 raise GenomeError(f"{path} ({node['op']!r}) needs a number {key!r}")
             return
         value = node[key]
-        if not _is_number(value) or not math.isfinite(value):
-            raise GenomeError(f"{path}.{key} must be a finite number, got {value!r}")
+        if not _is_finite_number(value):
+            raise GenomeError(f"{path}.{key} must be a finite number, got {reprlib.repr(value)}")
 
     def canonical(self, genome: Genome) -> str:
         self.validate(genome)
@@ -269,12 +285,35 @@ class ActivationSpace(TreeVariation, Space):
         child = self.crossover_expr(a["expr"], b["expr"], rng)
         return None if child is None else self._genome(child)
 
+    def enumerate(self) -> list[Genome]:
+        """Every genome of a fixed schema with no learnable scalars (``max_params: 0``), in op-table order."""
+        if self.template is None or self.max_params:
+            raise SpaceConfigError(
+                f"only a fixed schema (unary_unary, binary_unary, core_unit) with max_params: 0 lists its genomes; "
+                f"this space is {self._schema_name()} with max_params={self.max_params}"
+            )
+        plain = [op for op in self.binary_ops if not BINARY_OPS[op].parametric]
+        return [self._genome(expr) for expr in expand(self.template, self.unary_ops, plain)]
+
+    def suggest(self, trial: Any) -> Genome:
+        """A genome drawn through an Optuna trial: one categorical op per slot of a fixed schema, a bounded
+        define-by-run grammar for free trees, learnable scalars where ``max_params`` allows (``activation.suggest``)."""
+        genome = self._genome(self.suggest_expr(trial))
+        self.validate(genome)
+        return genome
+
     # -- text, torch, export ----------------------------------------------------------------------------------
 
     def parse(self, text: str) -> Genome:
-        """Genome from the text form (see ``spaces.activation.text``); no eval, a whitelist parser."""
+        """Genome from the text form (see ``spaces.activation.text``); no eval, a whitelist parser.
+
+        A well-known seed's name (``swish``) gives that seed as this space writes it, or says in one line why this
+        configuration cannot express it.
+        """
         if not isinstance(text, str):
             raise GenomeError(f"text form must be a string, got {type(text).__name__}")
+        if text in SEED_TEXTS:
+            return self._seed(text)
         genome = self._genome(parse_formula(text))
         self.validate(genome)
         return genome
@@ -300,19 +339,27 @@ class ActivationSpace(TreeVariation, Space):
     def seeds(self) -> dict[str, Genome]:
         """Well-known activations that fit this space; fixed schemas get them padded with identity and + zero(x)."""
         found = {}
-        for name, text in SEED_TEXTS.items():
-            expr = parse_formula(text)
-            if self.template is not None:
-                expr = embed(expr, self.template)
-            if expr is None:
-                continue
-            genome = self._genome(expr)
+        for name in SEED_TEXTS:
             try:
-                self.validate(genome)
+                found[name] = self._seed(name)
             except GenomeError:
                 continue
-            found[name] = genome
         return found
+
+    def _seed(self, name: str) -> Genome:
+        """The named seed in this space's shape; GenomeError saying why if this configuration cannot express it."""
+        expr = parse_formula(SEED_TEXTS[name])
+        shaped = expr if self.template is None else embed(expr, self.template)
+        limits = f"schema {self._schema_name()}, max_params={self.max_params}"
+        prefix = f"seed {name!r} = {SEED_TEXTS[name]} cannot be expressed in this space ({limits})"
+        if shaped is None:
+            raise GenomeError(f"{prefix}: it has no form {template_text(self.template)}")
+        genome = self._genome(shaped)
+        try:
+            self.validate(genome)
+        except GenomeError as exc:
+            raise GenomeError(f"{prefix}: {exc}") from None
+        return genome
 
     def present(self, genome: Genome) -> Curve:
         """f and f' of the built activation on the plotting grid."""

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from spaces.activation.ops import ALIASES, LEAVES, OPS, known_ops_text
-from spaces.activation.tree import Node, Path, param_slots
+from spaces.activation.tree import MAX_DEPTH, Node, Path, param_slots
 from spaces.base import GenomeError
 
 # Precedences decide where the text form needs parentheses.
@@ -84,6 +85,14 @@ _TOKEN = re.compile(
     r"|(?P<symbol>\*\*|[-+*/^(),]))"
 )
 _INFIX_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+# The text form writes a tree of depth d at most 2d + 2 levels deep (a call or minus sign and a parenthesis per
+# operation), so every tree a space accepts reads back; a level costs the parser about seven Python frames.
+MAX_NESTING = 2 * MAX_DEPTH + 2
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` quoted for a message, cut so that a message stays one short line whatever was typed."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 class _Parser:
@@ -99,6 +108,8 @@ class _Parser:
 
     def __init__(self, text: str):
         self.text = text
+        self.shown = _shown(text)
+        self.nesting = 0  # parentheses, calls, minus signs and powers open around the current token
         self.tokens: list[tuple[str, str, int]] = []
         position = 0
         while position < len(text):
@@ -108,7 +119,7 @@ class _Parser:
                     break
                 rest = text[position:]
                 where = position + len(rest) - len(rest.lstrip())
-                raise GenomeError(f"unexpected character {rest.lstrip()[:1]!r} at position {where} in {text!r}")
+                raise GenomeError(f"unexpected character {rest.lstrip()[:1]!r} at position {where} in {self.shown}")
             kind = match.lastgroup or ""
             self.tokens.append((kind, match.group(kind), match.start(kind)))
             position = match.end()
@@ -125,12 +136,12 @@ class _Parser:
 
     def fail(self, message: str, position: int | None = None) -> GenomeError:
         position = self.peek()[2] if position is None else position
-        return GenomeError(f"{message} at position {position} in {self.text!r}")
+        return GenomeError(f"{message} at position {position} in {self.shown}")
 
     def expect(self, symbol: str, hint: str = "") -> None:
         kind, value, position = self.next()
         if value != symbol or kind != "symbol":
-            found = repr(value) if kind != "end" else "end of text"
+            found = _shown(value) if kind != "end" else "end of text"
             raise self.fail(f"expected {symbol!r}, found {found}{hint}", position)
 
     def is_symbol(self, *symbols: str, offset: int = 0) -> bool:
@@ -140,14 +151,14 @@ class _Parser:
     def number(self, text: str, position: int) -> float:
         value = float(text.strip("{} "))
         if not math.isfinite(value):
-            raise self.fail(f"number {text!r} is not finite", position)
+            raise self.fail(f"number {_shown(text)} is not finite", position)
         return value
 
     def parse(self) -> Node:
         node = self.expr()
         kind, value, position = self.peek()
         if kind != "end":
-            raise self.fail(f"unexpected {value!r}; expected an operator or the end", position)
+            raise self.fail(f"unexpected {_shown(value)}; expected an operator or the end", position)
         return node
 
     def expr(self) -> Node:
@@ -179,18 +190,33 @@ class _Parser:
             raise self.fail(f"the operation after {text} already has an {key}", position)
         return {**node, key: value}
 
+    @contextmanager
+    def nested(self) -> Iterator[None]:
+        """One more level of parentheses, calls, minus signs or powers; past the limit, a GenomeError."""
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_NESTING:
+                raise self.fail(
+                    f"the formula nests more than {MAX_NESTING} parentheses, calls, minus signs and powers deep; "
+                    "simplify it"
+                )
+            yield
+        finally:
+            self.nesting -= 1
+
     def unary(self) -> Node:
-        if self.is_symbol("-"):
-            self.next()
-            kind, text, position = self.peek()
-            if kind == "number" and not self.is_symbol("^", "**", offset=1):
+        with self.nested():  # every nesting passes through here: this bounds the recursion before Python does
+            if self.is_symbol("-"):
                 self.next()
-                return {"op": "const", "value": -self.number(text, position)}
-            return {"op": "neg", "args": [self.unary()]}
-        if self.peek()[0] == "param":
-            text = self.peek()[1]
-            raise self.fail(f"a learnable scalar starts a product; put it in parentheses: ({text}*...)")
-        return self.power()
+                kind, text, position = self.peek()
+                if kind == "number" and not self.is_symbol("^", "**", offset=1):
+                    self.next()
+                    return {"op": "const", "value": -self.number(text, position)}
+                return {"op": "neg", "args": [self.unary()]}
+            if self.peek()[0] == "param":
+                text = self.peek()[1]
+                raise self.fail(f"a learnable scalar starts a product; put it in parentheses: ({text}*...)")
+            return self.power()
 
     def power(self) -> Node:
         base = self.primary()
@@ -211,16 +237,16 @@ class _Parser:
             if not self.is_symbol("("):
                 if text == "x":
                     return {"op": "x"}
-                raise self.fail(f"unknown name {text!r}; the only variable is x", position)
+                raise self.fail(f"unknown name {_shown(text)}; the only variable is x", position)
             self.next()
             return self.call(text, position)
-        found = repr(text) if kind != "end" else "end of text"
+        found = _shown(text) if kind != "end" else "end of text"
         raise self.fail(f"expected a number, x, a call or '(', found {found}", position)
 
     def call(self, name: str, position: int) -> Node:
         op = ALIASES.get(name, name)
         if op not in OPS:
-            raise self.fail(f"unknown function {name!r}; {known_ops_text()}", position)
+            raise self.fail(f"unknown function {_shown(name)}; {known_ops_text()}", position)
         spec = OPS[op]
         if spec.arity == 1:
             node: Node = {"op": op}

@@ -13,6 +13,10 @@ from spaces.base import canonical_json
 Node = dict[str, Any]
 Path = tuple[int, ...]
 
+# The deepest tree a space's max_depth may allow: every walk here recurses once or twice per level, and the
+# parser a few frames per level of text, so this keeps them all far from Python's recursion limit.
+MAX_DEPTH = 32
+
 
 def walk(node: Node, path: Path = ()) -> list[tuple[Path, Node]]:
     """All (path, node) pairs in preorder."""

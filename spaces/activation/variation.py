@@ -25,6 +25,7 @@ MUTATIONS = (
     "perturb_param",
 )
 SHAPE_MUTATIONS = ("insert_node", "remove_node")  # a fixed schema has no room for them
+PARAM_MUTATIONS = ("add_param", "remove_param", "perturb_param")  # max_params: 0 has no room for them
 MUTATE_ATTEMPTS = 64  # mutate_expr() draws this many operators at most before giving up
 
 
@@ -123,7 +124,14 @@ class TreeVariation:
     # -- variation --------------------------------------------------------------------------------------------
 
     def mutate_expr(self, expr: Node, rng: np.random.Generator) -> tuple[Node, str] | None:
-        """A changed tree inside the limits and the name of the operator that made it; None if none was found."""
+        """A changed tree inside the limits and the name of the operator that made it; None if none was found.
+
+        Only operators that can change this tree are drawn (no parameter mutation of a tree without scalars),
+        so every operator the space offers keeps its share of the draws.
+        """
+        applicable = self._applicable(expr)
+        if not applicable:
+            return None
         before = normalize(expr)
         operators = {
             "change_op": self._change_op,
@@ -135,11 +143,27 @@ class TreeVariation:
             "perturb_param": self._perturb_param,
         }
         for _ in range(MUTATE_ATTEMPTS):
-            name = self._pick(self.operators, rng)
+            name = self._pick(applicable, rng)
             child = operators[name](expr, rng)
             if child is not None and self.fits(child) and normalize(child) != before:
                 return child, name
         return None
+
+    def _applicable(self, expr: Node) -> list[str]:
+        """The space's operators that have something to work on in ``expr``."""
+        ops = [node for _, node in walk(expr) if node["op"] in OPS]
+        params = param_slots(expr)
+        alternatives = {1: len(self.unary_ops) > 1, 2: len(self.binary_ops) > 1}
+        possible = {
+            "change_op": any(alternatives[OPS[node["op"]].arity] for node in ops),
+            "insert_node": size(expr) < self.max_nodes,
+            "remove_node": bool(ops),
+            "regenerate_subtree": True,
+            "add_param": len(params) < self.max_params and bool(self._free_slots(expr)),
+            "remove_param": any(key == "alpha" or not OPS[get(expr, path)["op"]].parametric for path, key in params),
+            "perturb_param": bool(params),
+        }
+        return [name for name in self.operators if possible[name]]
 
     @staticmethod
     def _pick(items: list[Any], rng: np.random.Generator) -> Any:
@@ -184,7 +208,12 @@ class TreeVariation:
         return None if not path and kept["op"] in LEAVES else replace(expr, path, kept)
 
     def _regenerate_subtree(self, expr: Node, rng: np.random.Generator) -> Node | None:
-        path, node = self._pick(walk(expr), rng)
+        """A new random subtree below the root (regenerating the root would be a random restart, not a step);
+        in a fixed schema only operator slots are redrawn, since a leaf slot can only hold x."""
+        below = [(path, node) for path, node in walk(expr) if path]
+        if self.template is not None:
+            below = [(path, node) for path, node in below if node["op"] in OPS]
+        path, node = self._pick(below, rng) if below else ((), expr)
         nodes_left = self.max_nodes - size(expr) + size(node)
         new = self._random_subtree(rng, path, self.max_depth - len(path), nodes_left, root=not path)
         expr = self._fit_param_count(replace(expr, path, new), rng, path)

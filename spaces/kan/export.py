@@ -1,7 +1,8 @@
 """Standalone source for a KAN network: only the classes its layers use, importing only torch (and math).
 
-The layer and basis classes are copied from this package verbatim (``inspect.getsource``), so an exported
-module computes exactly what ``KanSpace.build`` does and loads the same state_dict.
+The layer, basis and network classes are copied from this package verbatim (``inspect.getsource``), so an
+exported module computes exactly what ``KanSpace.build`` does, loads the same state_dict (adapted grids
+included: they are buffers) and can refit its grids with ``update_grid`` like the platform network.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 
 from spaces.kan.bases import BASES
 from spaces.kan.layer import InputNorm, KANLayer, MixedKANLayer
+from spaces.kan.network import KANNetwork
 from spaces.kan.selectable import SelectableKANLayer
 
 _HEADER = '''"""{title}
@@ -25,6 +27,9 @@ this file with:
 
     model = {constructor}
     model.load_state_dict(torch.load("{class_name}.pt", weights_only=True))
+
+Adaptive grids: ``model.update_grid(x)`` moves every layer's grid to where the samples ``x`` put its inputs
+and refits the splines so the function is kept (``KANLayer.update_grid``).
 {harden_note}"""
 
 {imports}
@@ -98,7 +103,7 @@ def network_source(
     basis_classes = _with_parents([BASES[f] for f in used])
     blocks = [_class_source(c) for c in basis_classes]
     blocks.append("BASES = {" + ", ".join(f"{f!r}: {BASES[f].__name__}" for f in used) + "}")
-    blocks += [_class_source(c) for c in dict.fromkeys(layer_classes)]
+    blocks += [_class_source(c) for c in dict.fromkeys([*layer_classes, KANNetwork])]
     widths = ["in_features", *map(str, hidden), "out_features"]
     calls = "".join(f"                {layer_call(spec, widths[i], widths[i + 1])},\n" for i, spec in enumerate(specs))
     harden = (
@@ -113,19 +118,14 @@ def network_source(
     default_in = "" if in_features is None else f" = {in_features}"
     default_out = "" if out_features is None else f" = {out_features}"
     blocks.append(
-        f"class {class_name}(nn.Module):\n"
+        f"class {class_name}(KANNetwork):\n"
         f'    """{summary}"""\n\n'
         f"    def __init__(self, in_features: int{default_in}, out_features: int{default_out}):\n"
-        "        super().__init__()\n"
-        "        self.layers = nn.ModuleList(\n"
+        "        super().__init__(\n"
         "            [\n"
         f"{calls}"
         "            ]\n"
-        "        )\n\n"
-        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
-        "        for layer in self.layers:\n"
-        "            x = layer(x)\n"
-        "        return x" + harden
+        "        )" + harden
     )
     body = "\n\n\n".join(blocks) + "\n"
     sized = None not in (in_features, out_features)

@@ -17,3 +17,11 @@ class KANNetwork(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x
+
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, grid_size: int | None = None) -> None:
+        """Refit every layer's grid to its inputs on the samples ``x``, first layer first (each layer sees its
+        inputs as the updated layers before it produce them); see ``KANLayer.update_grid``."""
+        for layer in self.layers:
+            layer.update_grid(x, grid_eps, grid_size)
+            x = layer(x)

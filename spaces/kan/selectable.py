@@ -81,6 +81,15 @@ class SelectableKANLayer(nn.Module):
             i += 1
         return y
 
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, grid_size: int | None = None) -> None:
+        """``KANLayer.update_grid`` for every branch, on the shared normalization's output."""
+        x = self.norm(x)
+        for branch in self.branches.values():
+            branch.update_grid(x, grid_eps, grid_size)
+        if grid_size is not None:
+            self.grid_size = grid_size
+
     def selected(self) -> list[str]:
         """The family each output node keeps (largest selection weight)."""
         return [self.families[int(i)] for i in self.logits.argmax(dim=-1)]

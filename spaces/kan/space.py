@@ -12,11 +12,16 @@ its family reads: ``grid`` (grid size G), ``order`` (spline order k), ``degree``
 Two composite families carry all three: ``"selectable"`` with ``"candidates": [families]`` (an S-KAN mixture
 per output node, trained, then hardened by ``KanSpace.harden``) and ``"mixed"`` with ``"nodes": [family per
 output node]`` (the compact result of hardening; never sampled). ``"mlp"`` is the MLP baseline in KAN form.
+
+An optional top-level ``"recipe"`` names how the network trains (a key of the proxies' ``recipes``, e.g. Adam
+or LBFGS with grid updates); it is sampled only when the space's ``recipes`` option lists some.
 """
 
 from __future__ import annotations
 
 import copy
+import re
+import reprlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +44,7 @@ MAX_HIDDEN = 16
 GRID_RANGE = (2, 64)
 ORDER_RANGE = (1, 16)
 PROBE_IN = 4
+RECIPE_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 _LATEX = {
     "bspline": r"\mathrm{B\text{-}spline}",
@@ -68,16 +74,16 @@ def _fields(family: str) -> tuple[str, ...]:
 
 def _check_int(value: Any, where: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise GenomeError(f"{where} must be an integer in [{lo}, {hi}], got {value!r}")
+        raise GenomeError(f"{where} must be an integer in [{lo}, {hi}], got {reprlib.repr(value)}")
     return value
 
 
 def _check_families(value: Any, where: str, min_len: int) -> list[str]:
     if not isinstance(value, list) or len(value) < min_len:
-        raise GenomeError(f"{where} must be a list of at least {min_len} family names, got {value!r}")
+        raise GenomeError(f"{where} must be a list of at least {min_len} family names, got {reprlib.repr(value)}")
     for f in value:
-        if f not in BASES:
-            raise GenomeError(f"{where} names unknown family {f!r}; known: {', '.join(BASES)}")
+        if not isinstance(f, str) or f not in BASES:
+            raise GenomeError(f"{where} names unknown family {reprlib.repr(f)}; known: {', '.join(BASES)}")
     return list(value)
 
 
@@ -86,9 +92,9 @@ def _parse_layer(spec: Any, where: str) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise GenomeError(f"{where} must be an object, got {type(spec).__name__}")
     family = spec.get("family")
-    if family not in BASES and family not in COMPOSITE:
+    if not isinstance(family, str) or (family not in BASES and family not in COMPOSITE):
         known = ", ".join([*BASES, *COMPOSITE])
-        raise GenomeError(f"{where}.family {family!r} is unknown; use one of: {known}")
+        raise GenomeError(f"{where}.family {reprlib.repr(family)} is unknown; use one of: {known}")
     allowed = {"family", "norm", *_fields(family)}
     extra = sorted(set(spec) - allowed)
     missing = sorted(allowed - set(spec))
@@ -96,8 +102,8 @@ def _parse_layer(spec: Any, where: str) -> dict[str, Any]:
         raise GenomeError(f"{where} ({family}) has unknown fields {extra}; a {family} layer has {sorted(allowed)}")
     if missing:
         raise GenomeError(f"{where} ({family}) is missing fields {missing}")
-    if spec["norm"] not in NORMS:
-        raise GenomeError(f"{where}.norm {spec['norm']!r} is unknown; use one of: {', '.join(NORMS)}")
+    if not isinstance(spec["norm"], str) or spec["norm"] not in NORMS:
+        raise GenomeError(f"{where}.norm {reprlib.repr(spec['norm'])} is unknown; use one of: {', '.join(NORMS)}")
     out = {"family": family, "norm": spec["norm"]}
     if "grid" in allowed:
         out["grid"] = _check_int(spec["grid"], f"{where}.grid", *GRID_RANGE)
@@ -106,7 +112,7 @@ def _parse_layer(spec: Any, where: str) -> dict[str, Any]:
             out[key] = _check_int(spec[key], f"{where}.{key}", *ORDER_RANGE)
     if "base" in allowed:
         if not isinstance(spec["base"], bool):
-            raise GenomeError(f"{where}.base must be true or false, got {spec['base']!r}")
+            raise GenomeError(f"{where}.base must be true or false, got {reprlib.repr(spec['base'])}")
         out["base"] = spec["base"]
     if family == "selectable":
         cands = _check_families(spec["candidates"], f"{where}.candidates", 2)
@@ -181,7 +187,8 @@ class KanSpace(Space):
     Options (from a study config): ``families`` allowed per layer (default every KAN family; add "mlp" for an
     MLP baseline in the search), ``selectable`` (also offer the S-KAN mixture), ``candidates`` (its pool),
     ``widths`` (hidden width choices), ``min_hidden``/``max_hidden`` (hidden layer count), ``grids``,
-    ``orders`` (spline orders), ``degrees`` (polynomial degrees), ``norms`` and ``bases`` (base branch on/off).
+    ``orders`` (spline orders), ``degrees`` (polynomial degrees), ``norms``, ``bases`` (base branch on/off) and
+    ``recipes`` (training recipes the search picks from, by name: keys of the proxies' ``recipes``).
     """
 
     kind = "kan"
@@ -203,6 +210,7 @@ class KanSpace(Space):
         degrees: Sequence[int] = (2, 3, 4, 5, 6),
         norms: Sequence[str] = NORMS,
         bases: Sequence[bool] = (True, False),
+        recipes: Sequence[str] = (),
     ):
         self.families = _choices("families", families, list(BASES))
         self.candidates = tuple(sorted(_choices("candidates", candidates, list(BASES))))
@@ -215,6 +223,9 @@ class KanSpace(Space):
         self.degrees = _choices("degrees", degrees)
         self.norms = _choices("norms", norms, NORMS)
         self.bases = _choices("bases", bases, (True, False))
+        self.recipes = tuple(recipes)
+        if any(not isinstance(r, str) or not RECIPE_NAME.match(r) for r in self.recipes):
+            raise SpaceConfigError(f"kan space option 'recipes' must hold names (letters, digits, _ -): {recipes}")
         for name, values, (lo, hi) in (
             ("widths", self.widths, (1, MAX_WIDTH)),
             ("grids", self.grids, GRID_RANGE),
@@ -234,17 +245,20 @@ class KanSpace(Space):
 
     def _parse(self, genome: Genome) -> Genome:
         self._check_header(genome)
-        extra = sorted(set(genome) - {"space", "v", "hidden", "layers"})
+        extra = sorted(set(genome) - {"space", "v", "hidden", "layers", "recipe"})
         if extra:
-            raise GenomeError(f"kan genome has unknown fields {extra}; it has space, v, hidden, layers")
+            raise GenomeError(f"kan genome has unknown fields {extra}; it has space, v, hidden, layers, recipe")
+        recipe = genome.get("recipe")
+        if recipe is not None and (not isinstance(recipe, str) or not RECIPE_NAME.match(recipe)):
+            raise GenomeError(f"recipe must be a recipe name (letters, digits, _ -), got {reprlib.repr(recipe)}")
         hidden = genome.get("hidden")
         if not isinstance(hidden, list) or len(hidden) > MAX_HIDDEN:
-            raise GenomeError(f"hidden must be a list of at most {MAX_HIDDEN} widths, got {hidden!r}")
+            raise GenomeError(f"hidden must be a list of at most {MAX_HIDDEN} widths, got {reprlib.repr(hidden)}")
         hidden = [_check_int(w, f"hidden[{i}]", 1, MAX_WIDTH) for i, w in enumerate(hidden)]
         layers = genome.get("layers")
         if not isinstance(layers, list) or len(layers) != len(hidden) + 1:
             raise GenomeError(
-                f"layers must be a list of len(hidden) + 1 = {len(hidden) + 1} layer specs, got {layers!r}"
+                f"layers must be a list of len(hidden) + 1 = {len(hidden) + 1} layer specs, got {reprlib.repr(layers)}"
             )
         specs = [_parse_layer(spec, f"layers[{i}]") for i, spec in enumerate(layers)]
         for i, spec in enumerate(specs[:-1]):
@@ -252,7 +266,8 @@ class KanSpace(Space):
                 raise GenomeError(
                     f"layers[{i}].nodes names {len(spec['nodes'])} families but hidden[{i}] is {hidden[i]}"
                 )
-        return {"space": self.kind, "v": self.version, "hidden": hidden, "layers": specs}
+        parsed = {"space": self.kind, "v": self.version, "hidden": hidden, "layers": specs}
+        return parsed if recipe is None else {**parsed, "recipe": recipe}
 
     def validate(self, genome: Genome) -> None:
         self._parse(genome)
@@ -281,7 +296,8 @@ class KanSpace(Space):
         depth = int(rng.integers(self.min_hidden, self.max_hidden + 1))
         hidden = [int(rng.choice(self.widths)) for _ in range(depth)]
         layers = [self._spec(str(rng.choice(self.family_choices)), rng) for _ in range(depth + 1)]
-        return {"space": self.kind, "v": self.version, "hidden": hidden, "layers": layers}
+        genome = {"space": self.kind, "v": self.version, "hidden": hidden, "layers": layers}
+        return {**genome, "recipe": str(rng.choice(self.recipes))} if self.recipes else genome
 
     def mutate(self, genome: Genome, rng: np.random.Generator) -> tuple[Genome, str]:
         g = self._parse(genome)
@@ -299,9 +315,16 @@ class KanSpace(Space):
                 ops.append(key)
         if any(s["family"] == "selectable" for s in layers) and len(self.candidates) > 2:
             ops.append("candidates")
+        if len(self.recipes) > 1:
+            ops.append("recipe")
         for _ in range(100):
             op = str(rng.choice(ops or ["family"]))
-            child = self._apply(op, hidden, layers, rng)
+            if op == "recipe":
+                child = {**g, "recipe": str(rng.choice([r for r in self.recipes if r != g.get("recipe")]))}
+            else:
+                child = self._apply(op, hidden, layers, rng)
+                if child is not None and "recipe" in g:
+                    child["recipe"] = g["recipe"]
             if child is not None and self.canonical(child) != self.canonical(g):
                 return child, op
         raise GenomeError("no mutation changes this genome under the space's options; widen the choices")
@@ -367,7 +390,9 @@ class KanSpace(Space):
             hidden.append(parent["hidden"][i])
             layers.append(dict(parent["layers"][i]))
         layers.append(dict((pa, pb)[int(rng.integers(0, 2))]["layers"][-1]))
-        return {"space": self.kind, "v": self.version, "hidden": hidden, "layers": layers}
+        child = {"space": self.kind, "v": self.version, "hidden": hidden, "layers": layers}
+        recipes = [p["recipe"] for p in (pa, pb) if "recipe" in p]
+        return {**child, "recipe": recipes[int(rng.integers(0, len(recipes)))]} if recipes else child
 
     def suggest(self, trial: Any) -> Genome:
         """A genome drawn through an Optuna trial (``suggest_int`` / ``suggest_categorical`` over the same
@@ -389,6 +414,8 @@ class KanSpace(Space):
                     spec[key] = trial.suggest_categorical(f"layer{i}_{key}", list(values[key]))
             layers.append(spec)
         genome = {"space": self.kind, "v": self.version, "hidden": hidden, "layers": layers}
+        if self.recipes:
+            genome["recipe"] = trial.suggest_categorical("recipe", list(self.recipes))
         return self._parse(genome)
 
     def seeds(self) -> dict[str, Genome]:
@@ -429,11 +456,14 @@ class KanSpace(Space):
     def harden(self, genome: Genome, model: KANNetwork) -> tuple[Genome, KANNetwork]:
         """Replace each trained selectable layer by its compact hardened layer; the genome says what was kept.
 
-        The returned genome builds the returned network's structure, so ``to_source`` of it loads its state_dict.
+        The returned genome builds the returned network's structure, so ``to_source`` of it loads its state_dict;
+        each layer's grid is the size it trained to (grid extension may have changed it).
         """
         g = self._parse(genome)
         layers, specs = [], []
         for spec, layer in zip(g["layers"], model.layers, strict=True):
+            if "grid" in spec:
+                spec = {**spec, "grid": layer.grid_size}
             if isinstance(layer, SelectableKANLayer):
                 nodes = layer.selected()
                 layer = layer.harden()
@@ -454,6 +484,8 @@ class KanSpace(Space):
             specs.append(spec)
             layers.append(layer)
         hard = {"space": self.kind, "v": self.version, "hidden": g["hidden"], "layers": specs}
+        if "recipe" in g:
+            hard["recipe"] = g["recipe"]
         return self._parse(hard), KANNetwork(layers)
 
     # -- text ------------------------------------------------------------------------------------------
@@ -463,11 +495,16 @@ class KanSpace(Space):
         if fmt == "latex":
             widths = ", ".join(["d_{in}", *map(str, g["hidden"]), "d_{out}"])
             parts = [rf"\Phi_{i} = {_describe_layer(s, 'latex')}" for i, s in enumerate(g["layers"])]
+            if "recipe" in g:
+                parts.append(r"\mathrm{recipe} = \texttt{" + g["recipe"].replace("_", r"\_") + "}")
             return rf"\mathrm{{KAN}}[{widths}]:\; " + r";\; ".join(parts)
         if fmt != "text":
             raise ValueError(f"describe fmt must be 'text' or 'latex', got {fmt!r}")
         widths = "-".join(["in", *map(str, g["hidden"]), "out"])
-        return f"KAN {widths}: " + " | ".join(f"L{i} {_describe_layer(s, 'text')}" for i, s in enumerate(g["layers"]))
+        parts = [f"L{i} {_describe_layer(s, 'text')}" for i, s in enumerate(g["layers"])]
+        if "recipe" in g:
+            parts.append(f"recipe {g['recipe']}")
+        return f"KAN {widths}: " + " | ".join(parts)
 
     def to_source(
         self, genome: Genome, class_name: str, in_features: int | None = None, out_features: int | None = None

@@ -35,6 +35,8 @@ def _wrap(term: Term, minimum: int, open_: str = "(", close: str = ")") -> str:
 
 
 def _text(op: str, args: list[Term]) -> Term:
+    if op == "one":
+        return "1", 5
     if is_aggregate(op) or op in ("sigmoid", "tanh", "gelu", "exp", "slog", "ssqrt"):
         return f"{op}({args[0][0]})", 5
     if op == "max":
@@ -52,6 +54,8 @@ def _text(op: str, args: list[Term]) -> Term:
 
 
 def _latex(op: str, args: list[Term]) -> Term:
+    if op == "one":
+        return "1", 5
     a = args[0][0]
     if is_aggregate(op):
         agg = AGGREGATES[op]
@@ -120,7 +124,7 @@ def graph(plan: Plan) -> dict:
     nodes = [{"id": i, "label": labels[i], "op": labels[i], "kind": kinds[i]} for i in sorted(used)]
     edges = []
     for step in plan.steps:
-        kind = "aggregate" if is_aggregate(step.op) else "elementwise"
+        kind = "aggregate" if is_aggregate(step.op) else "constant" if step.op == "one" else "elementwise"
         nodes.append({"id": step.index, "label": step.op, "op": step.op, "kind": kind})
         edges.extend({"source": src, "target": step.index, "arg": arg} for arg, src in enumerate(step.inputs))
     affine = plan.steps[-1].index + 1

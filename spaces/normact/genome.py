@@ -9,12 +9,14 @@ Genome (JSON)::
 Node indices 0..3 are the initial nodes x, 0, v0 (per channel, init 0) and v1 (per channel, init 1);
 ``nodes[i]`` is node ``4 + i`` and may only read earlier nodes. ``output`` names the node fed to the
 per-channel affine ``gamma * out + beta``. The genome says nothing about the layout or the channel count.
+A node ``{"op": "one", "in": []}`` is the constant 1 (added in v1 without renumbering: older genomes read the same).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +26,8 @@ from spaces.normact.ops import (
     BATCH_OPS,
     ELEMENTWISE,
     INPUT_NAMES,
+    NODE_OPS,
     NUM_INPUTS,
-    OPS,
     Constants,
 )
 
@@ -69,10 +71,18 @@ class Plan:
         return tuple(s for s in self.steps if s.op in BATCH_OPS)
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number that is finite as a float: an integer of hundreds of digits is not (``float()`` overflows)."""
+    try:
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _number(genome: Genome, field: str, low: float, high: float) -> float:
     value = genome.get(field)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise GenomeError(f"field {field!r} must be a finite number, got {value!r}")
+    if not _finite(value):
+        raise GenomeError(f"field {field!r} must be a finite number, got {reprlib.repr(value)}")
     if not low < value <= high:
         raise GenomeError(f"field {field!r} must be in ({low}, {high}], got {value!r}")
     return float(value)
@@ -91,37 +101,44 @@ def validate_genome(genome: Genome) -> None:
     if missing:
         raise GenomeError(f"genome is missing field(s) {missing}")
     mode = genome["mode"]
-    if mode not in MODES:
-        raise GenomeError(f"mode must be 'B' (batch statistics allowed) or 'S' (sample-based), got {mode!r}")
+    if not isinstance(mode, str) or mode not in MODES:
+        raise GenomeError(
+            f"mode must be 'B' (batch statistics allowed) or 'S' (sample-based), got {reprlib.repr(mode)}"
+        )
     nodes = genome["nodes"]
     if not isinstance(nodes, list) or not 1 <= len(nodes) <= MAX_NODES:
         raise GenomeError(f"'nodes' must be a list of 1 to {MAX_NODES} nodes")
     for offset, node in enumerate(nodes):
         index = NUM_INPUTS + offset
         if not isinstance(node, dict) or set(node) != {"op", "in"}:
-            raise GenomeError(f"node {index} must be an object with exactly the fields 'op' and 'in', got {node!r}")
+            raise GenomeError(
+                f"node {index} must be an object with exactly the fields 'op' and 'in', got {reprlib.repr(node)}"
+            )
         op, inputs = node["op"], node["in"]
-        if op not in OPS:
-            raise GenomeError(f"unknown op {op!r} at node {index}; known ops: {', '.join(OPS)}")
+        if not isinstance(op, str) or op not in NODE_OPS:
+            raise GenomeError(f"unknown op {reprlib.repr(op)} at node {index}; known ops: {', '.join(NODE_OPS)}")
         if mode == "S" and op in BATCH_OPS:
             raise GenomeError(
                 f"node {index} uses the batch statistic {op!r}, which mode 'S' (sample-based) forbids; "
                 "use mode 'B' or an instance/group/layer statistic"
             )
-        if not isinstance(inputs, list) or len(inputs) != OPS[op].arity:
-            raise GenomeError(f"node {index} ({op}) takes {OPS[op].arity} input(s), got {inputs!r}")
+        if not isinstance(inputs, list) or len(inputs) != NODE_OPS[op].arity:
+            raise GenomeError(f"node {index} ({op}) takes {NODE_OPS[op].arity} input(s), got {reprlib.repr(inputs)}")
         for source in inputs:
             if not _index(source) or not 0 <= source < index:
                 raise GenomeError(
-                    f"node {index} ({op}) input {source!r} is not an earlier node; allowed indices are 0..{index - 1}"
+                    f"node {index} ({op}) input {reprlib.repr(source)} is not an earlier node; "
+                    f"allowed indices are 0..{index - 1}"
                 )
     output = genome["output"]
     last = NUM_INPUTS + len(nodes) - 1
     if not _index(output) or not NUM_INPUTS <= output <= last:
-        raise GenomeError(f"'output' must be an intermediate node index {NUM_INPUTS}..{last}, got {output!r}")
+        raise GenomeError(
+            f"'output' must be an intermediate node index {NUM_INPUTS}..{last}, got {reprlib.repr(output)}"
+        )
     groups = genome["groups"]
     if not _index(groups) or not 1 <= groups <= 4096:
-        raise GenomeError(f"'groups' must be an integer in 1..4096, got {groups!r}")
+        raise GenomeError(f"'groups' must be an integer in 1..4096, got {reprlib.repr(groups)}")
     _number(genome, "momentum", 0.0, 1.0)
     _number(genome, "eps", 0.0, 1.0)
     _number(genome, "safe_eps", 0.0, 1.0)
@@ -142,6 +159,8 @@ def live_indices(genome: Genome) -> list[int]:
 
 def _lower_bound(op: str, bounds: list[float], eps: float) -> float:
     """A sound lower bound of a node's value from its inputs' bounds (-inf when unknown)."""
+    if op == "one":
+        return 1.0
     a = bounds[0]
     b = bounds[1] if len(bounds) > 1 else 0.0
     if op in AGGREGATES:
@@ -312,3 +331,7 @@ SEED_GRAPHS: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {
         [("mul", X, V1), ("sigmoid", 4), ("mul", X, 5), ("group_std", X), ("div", 6, 7)],
     ),
 }
+
+DEFAULT_EPS = 1e-5  # torch's norms, timm's EvoNorm-B1 and -S0
+# Seeds whose published layer uses another eps: timm's EvoNorm2dB0 defaults to 1e-3.
+SEED_EPS = {"evonorm_b0": 1e-3}

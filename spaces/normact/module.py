@@ -68,8 +68,8 @@ class NormActLayer(nn.Module):
             operands = [values[i] for i in step.inputs]
             if step.op == "div":
                 values[step.index] = divide(plan.constants, *operands, safe=step.safe_div)
-            elif step.op in ELEMENTWISE:
-                values[step.index] = ELEMENTWISE[step.op].fn(plan.constants, *operands)
+            elif step.op in ELEMENTWISE:  # an op without inputs (the constant 1) reads x's rank, dtype, device
+                values[step.index] = ELEMENTWISE[step.op].fn(plan.constants, *(operands if step.inputs else [x]))
             else:
                 values[step.index] = self._aggregate(step, operands[0], x, shape)
         if plan.folded_output:

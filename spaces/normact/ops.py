@@ -5,6 +5,10 @@ platform layer) written with the same torch calls in the same order, so both com
 Safe numerics are fixed here and parametrised by the genome's constants: ``exp`` clamps its input at
 ``exp_max``, ``slog``/``ssqrt`` add ``safe_eps`` inside the log / sqrt, and a division whose divisor is not
 provably at least ``safe_eps`` divides by ``away_from_zero(divisor, safe_eps)``.
+
+``one`` takes no input: it is the constant 1 (EvoNorm-B1's ``x + 1``), a node any later node may read, shaped
+like the ``0`` initial node (all ones of x's rank); the platform layer hands it x for its rank, dtype and device.
+It is in ``NODE_OPS`` (what a genome may hold), not in ``OPS`` (what a space draws by default).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class Constants:
 @dataclass(frozen=True)
 class ElementwiseOp:
     name: str
-    arity: int
+    arity: int  # 0: a constant, computed from x's rank alone
     template: str  # Python source with {a}, {b} operands and {safe_eps}, {exp_max} constants
     fn: Callable[..., torch.Tensor]  # fn(constants, *operands)
     commutative: bool = False
@@ -67,6 +71,7 @@ ELEMENTWISE: dict[str, ElementwiseOp] = {
         # The division template is chosen per node (plain or safe), see DIV_TEMPLATES.
         ElementwiseOp("div", 2, "", lambda k, a, b: a / b),
         ElementwiseOp("max", 2, "torch.maximum({a}, {b})", lambda k, a, b: torch.maximum(a, b), commutative=True),
+        ElementwiseOp("one", 0, "x.new_ones([1 for _ in range(x.dim())])", lambda k, x: x.new_ones([1] * x.dim())),
         ElementwiseOp("neg", 1, "(-{a})", lambda k, a: -a),
         ElementwiseOp("abs", 1, "torch.abs({a})", lambda k, a: torch.abs(a)),
         ElementwiseOp("square", 1, "torch.square({a})", lambda k, a: torch.square(a)),
@@ -107,7 +112,11 @@ AGGREGATES: dict[str, AggregateOp] = {
     f"{region}_{stat}": AggregateOp(f"{region}_{stat}", region, stat) for region in REGIONS for stat in STATS
 }
 
-OPS: dict[str, ElementwiseOp | AggregateOp] = {**ELEMENTWISE, **AGGREGATES}
+#: Every op a genome's node may name.
+NODE_OPS: dict[str, ElementwiseOp | AggregateOp] = {**ELEMENTWISE, **AGGREGATES}
+#: The ops a space draws unless its ``ops`` option says otherwise: EvoNorm's vocabulary, without the constant 1
+#: (a space opts in by listing "one"), so a default search draws what it always drew.
+OPS: dict[str, ElementwiseOp | AggregateOp] = {name: op for name, op in NODE_OPS.items() if op.arity > 0}
 BATCH_OPS = frozenset(name for name, op in AGGREGATES.items() if op.region == "batch")
 
 

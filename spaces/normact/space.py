@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,9 +12,11 @@ from spaces.base import Genome, GenomeError, Graph, Space, SpaceConfigError
 from spaces.normact.describe import formula, graph_dot, graph_json
 from spaces.normact.export import to_source
 from spaces.normact.genome import (
+    DEFAULT_EPS,
     KIND,
     MAX_NODES,
     MODES,
+    SEED_EPS,
     SEED_GRAPHS,
     VERSION,
     analyse,
@@ -24,7 +27,7 @@ from spaces.normact.genome import (
     validate_genome,
 )
 from spaces.normact.module import LAYOUTS, NormActLayer
-from spaces.normact.ops import BATCH_OPS, NUM_INPUTS, OPS
+from spaces.normact.ops import BATCH_OPS, NODE_OPS, NUM_INPUTS, OPS
 from spaces.registry import register_space
 
 SAMPLE_ATTEMPTS = 100  # sample() redraws a graph with a static problem this many times at most
@@ -40,15 +43,17 @@ class NormActSpace(Space):
 
     Options: ``mode`` "B" (batch statistics allowed, running averages in eval) or "S" (sample-based);
     ``nodes`` intermediate nodes per sampled graph; ``ops`` the ops sampling and mutation may draw
-    (default: all ops the mode allows); ``groups`` for group statistics (reduced until it divides C);
-    ``eps`` inside every std / rms; ``momentum`` of running statistics; ``safe_eps`` the smallest divisor,
-    log and sqrt offset; ``exp_max`` the clamp on exp's input.
+    (default: every op the mode allows but the constant "one", which a list may add); ``groups`` for group
+    statistics (reduced until it divides C); ``eps`` inside every std / rms of sampled graphs (a seed keeps the
+    eps of its published layer: 1e-3 for timm's EvoNorm-B0, 1e-5 for the others); ``momentum`` of running
+    statistics; ``safe_eps`` the smallest divisor, log and sqrt offset; ``exp_max`` the clamp on exp's input.
     """
 
     kind = KIND
     version = VERSION
     display_name = "Norm-act"
     class_prefix = "NormAct"
+    normalizes = True
 
     def __init__(
         self,
@@ -56,19 +61,21 @@ class NormActSpace(Space):
         nodes: int = 10,
         ops: Sequence[str] | None = None,
         groups: int = 32,
-        eps: float = 1e-5,
+        eps: float = DEFAULT_EPS,
         momentum: float = 0.1,
         safe_eps: float = 1e-5,
         exp_max: float = 20.0,
     ):
         if mode not in MODES:
             raise SpaceConfigError(f"normact mode must be 'B' or 'S', got {mode!r}")
-        if not 1 <= nodes <= MAX_NODES:
-            raise SpaceConfigError(f"normact nodes must be in 1..{MAX_NODES}, got {nodes}")
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
+            raise SpaceConfigError(f"normact nodes must be an integer in 1..{MAX_NODES}, got {reprlib.repr(nodes)}")
+        if ops is not None and (isinstance(ops, str) or not all(isinstance(op, str) for op in ops)):
+            raise SpaceConfigError(f"normact ops must be a list of op names, got {reprlib.repr(ops)}")
         allowed = list(OPS) if ops is None else list(ops)
-        unknown = [op for op in allowed if op not in OPS]
+        unknown = [op for op in allowed if op not in NODE_OPS]
         if unknown:
-            raise SpaceConfigError(f"unknown normact op(s) {unknown}; known ops: {', '.join(OPS)}")
+            raise SpaceConfigError(f"unknown normact op(s) {unknown}; known ops: {', '.join(NODE_OPS)}")
         if mode == "S":
             if ops is not None and set(allowed) & BATCH_OPS:
                 raise SpaceConfigError(f"mode 'S' forbids batch statistics, remove {sorted(set(allowed) & BATCH_OPS)}")
@@ -102,16 +109,17 @@ class NormActSpace(Space):
         return structural_problems(analyse(genome))
 
     def seeds(self) -> dict[str, Genome]:
-        """BN-ReLU, GN-ReLU, LN-GELU, EvoNorm-B0 and EvoNorm-S0, those the space's mode allows."""
+        """BN-ReLU, GN-ReLU, LN-GELU, EvoNorm-B0 and EvoNorm-S0, those the space's mode allows, each with the eps
+        of its published layer (torch's norms, timm's EvoNorms), whatever the space's ``eps`` option."""
         return {
-            name: make_genome(self.mode, nodes, **self.defaults)
+            name: make_genome(self.mode, nodes, **{**self.defaults, "eps": SEED_EPS.get(name, DEFAULT_EPS)})
             for name, (modes, nodes) in SEED_GRAPHS.items()
             if self.mode in modes
         }
 
     def _random_node(self, index: int, rng: np.random.Generator) -> dict:
         op = self.ops[int(rng.integers(len(self.ops)))]
-        return {"op": op, "in": [int(i) for i in rng.integers(0, index, size=OPS[op].arity)]}
+        return {"op": op, "in": [int(i) for i in rng.integers(0, index, size=NODE_OPS[op].arity)]}
 
     def sample(self, rng: np.random.Generator) -> Genome:
         """A random graph of ``nodes`` nodes whose last node is the output; redrawn while it has a static problem."""

@@ -1,0 +1,258 @@
+"""Surrogate-assisted search: a model of the evaluations so far chooses what to train next.
+
+Following AQuaSurF, a candidate is described by what it computes (``search.surrogate_features``: its outputs on
+fixed probe points and their slopes), which costs a forward pass instead of a training. Each ask:
+
+1. draws a pool of fresh samples and mutations of the best candidates so far, keeping those that are new (not
+   told, not in flight, by functional identity) and pass the space's static checks;
+2. until ``initial`` candidates have been told (own or warm-start), proposes a fresh random sample (on a
+   synthetic objective it did no worse than the space-filling choice, which favours extreme functions); afterwards
+3. fits a random forest on the told candidates (its trees' spread is the uncertainty) and proposes the pool member
+   with the highest expected improvement (``acquisition: ei``) or upper confidence bound (``ucb``).
+
+Several objectives are scalarized per ask with random weights (ParEGO's augmented Chebyshev on min-max normalized
+values), so successive asks cover the Pareto front. Rejected and failed candidates count as the worst value seen,
+so the model learns to avoid them; candidates in flight count as the mean (a constant liar), so parallel workers
+get different proposals. ``warm_start`` names finished studies of the same store, evaluated the same way, whose
+outcomes are prior data (a list, or one string of comma-separated names).
+
+State is what was told, in order. Each ask's random numbers come from a base seed and the counts of tells and
+asks; the base seed travels in every proposal's data, so a resumed study adopts it while replaying: replaying the
+same outcomes gives the same proposals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.stats import norm, rankdata
+from sklearn.ensemble import RandomForestRegressor
+
+from evaluators.config import Objective
+from evaluators.vocabulary import Status, StudyStatus
+from search.ask_tell import Algorithm, AlgorithmConfigError, Proposal, Result
+from search.objectives import signed_values
+from search.surrogate_features import FeatureMap
+from spaces import Genome, GenomeError, Space
+
+if TYPE_CHECKING:
+    from search.config import StudyConfig
+    from search.store import Store
+
+ACQUISITIONS = ("ei", "ucb")
+PARENTS = 5  # mutations are drawn from this many of the best candidates
+CHEBYSHEV_RHO = 0.05  # ParEGO's augmentation term
+
+
+@dataclass
+class Observation:
+    """A told candidate as the model sees it."""
+
+    identity: str
+    features: np.ndarray
+    values: tuple[float, ...] | None  # objectives turned so that larger is better; None if rejected or failed
+    genome: Genome
+    candidate_id: int | None = None  # None for warm-start data from another study
+    generation: int = 0
+
+
+@dataclass
+class Candidate:
+    """A pool member: a genome not seen yet, its features, and where it came from."""
+
+    genome: Genome
+    features: np.ndarray
+    identity: str
+    parent: Observation | None = None
+    mutation_op: str | None = None
+
+
+class Surrogate(Algorithm):
+    name = "surrogate"
+
+    def __init__(
+        self,
+        space: Space,
+        objectives: list[Objective],
+        rng: np.random.Generator,
+        initial: int = 4,
+        pool: int = 1000,
+        mutants: int = 250,
+        acquisition: str = "ei",
+        kappa: float = 1.0,
+        xi: float = 0.0,
+        trees: int = 50,
+        points: int = 64,
+        warm_start: list[str] | str | None = None,
+        **options: Any,
+    ):
+        super().__init__(space, objectives, rng, **options)
+        if acquisition not in ACQUISITIONS:
+            raise AlgorithmConfigError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
+        counts = {"initial": (initial, 1), "pool": (pool, 1), "mutants": (mutants, 0), "trees": (trees, 1)}
+        counts["points"] = (points, 8)
+        for key, (value, least) in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise AlgorithmConfigError(f"{key} must be an integer >= {least}, got {value!r}")
+        if kappa < 0 or xi < 0:
+            raise AlgorithmConfigError(f"kappa and xi must be >= 0, got {kappa} and {xi}")
+        names = [n.strip() for n in warm_start.split(",") if n.strip()] if isinstance(warm_start, str) else warm_start
+        if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+            raise AlgorithmConfigError(f"warm_start must list study names (or comma-separate them), got {warm_start!r}")
+        self.initial, self.pool_size, self.mutants = initial, pool, mutants
+        self.acquisition, self.kappa, self.xi, self.trees = acquisition, kappa, xi, trees
+        self.warm_start = list(names or [])
+        self.features = FeatureMap(space, points)
+        self.base_seed = int(rng.integers(2**31 - 1))
+        self.observed: dict[str, Observation] = {}  # by identity, in the order told
+        self.prior: dict[str, Observation] = {}  # warm-start data
+        self.pending: dict[str, np.ndarray] = {}  # asked, not told yet
+        self.tells = 0
+        self.asks_since_tell = 0
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return ["initial", "pool", "mutants", "acquisition", "kappa", "xi", "trees", "points", "warm_start"]
+
+    # -- tell ----------------------------------------------------------------------------------------
+    def tell(self, result: Result) -> None:
+        self.tells += 1
+        self.asks_since_tell = 0
+        if "surrogate_seed" in result.proposal_data:
+            self.base_seed = int(result.proposal_data["surrogate_seed"])
+        observation = self._observe(result.genome, result.status, result.objectives)
+        if observation is None:
+            return
+        self.pending.pop(observation.identity, None)
+        if observation.identity not in self.observed:
+            observation.candidate_id, observation.generation = result.candidate_id, result.generation
+            self.observed[observation.identity] = observation
+
+    def _observe(self, genome: Genome, status: Status, objectives: dict[str, float]) -> Observation | None:
+        described = self.features(genome)
+        if described is None:
+            return None  # does not build (an invalid genome): nothing to learn about a function
+        values = signed_values(objectives, self.objectives) if status == Status.DONE else None
+        return Observation(described.identity, described.features, values, genome)
+
+    # -- warm start ----------------------------------------------------------------------------------
+    def learn_from(self, store: Store, config: StudyConfig) -> None:
+        """Finished studies named in ``warm_start``, evaluated as this one is, become prior data."""
+        from search.config import parse_config
+        from search.store import StoreError
+
+        for name in self.warm_start:
+            try:
+                study = store.get_study(name)
+            except StoreError as exc:
+                raise AlgorithmConfigError(f"warm_start: {exc}") from None
+            if study.status != StudyStatus.FINISHED:
+                raise AlgorithmConfigError(f"warm_start: study {name!r} is {study.status}; name finished studies")
+            other = parse_config(study.config, f"stored config of study {name!r}")
+            if other.space.kind != config.space.kind or _evaluation(other) != _evaluation(config):
+                raise AlgorithmConfigError(
+                    f"warm_start: study {name!r} searched space {other.space.kind!r} with another evaluator "
+                    "(kind, proxies or table); its numbers are not comparable with this study's"
+                )
+            for candidate, evaluation in store.history(study.id):
+                if evaluation.status in (Status.DONE, Status.REJECTED, Status.FAILED):
+                    observation = self._observe(candidate.genome, evaluation.status, evaluation.objectives)
+                    if observation is not None:
+                        self.prior.setdefault(observation.identity, observation)
+
+    # -- ask -----------------------------------------------------------------------------------------
+    def ask(self) -> Proposal:
+        rng = np.random.default_rng([self.base_seed, self.tells, self.asks_since_tell])
+        self.asks_since_tell += 1
+        weights = rng.dirichlet(np.ones(len(self.objectives)))
+        known = [*self.observed.values(), *(o for i, o in self.prior.items() if i not in self.observed)]
+        scored = self._scalarized(known, weights)
+        pool = self._pool(rng, [o for o, s in sorted(scored, key=lambda p: -p[1])[:PARENTS]])
+        if not pool:  # everything the pool reached was seen: the runner's duplicate limit ends an exhausted space
+            return Proposal(self.space.sample(rng), origin="sample", data=self._data())
+        model_ready = len(known) >= self.initial and len({s for _, s in scored}) >= 2
+        index = self._acquire(pool, scored, rng) if model_ready else 0  # before the model: a fresh sample
+        chosen = pool[index]
+        self.pending[chosen.identity] = chosen.features
+        parent = chosen.parent
+        return Proposal(
+            chosen.genome,
+            origin="surrogate",
+            parents=[parent.candidate_id] if parent is not None and parent.candidate_id is not None else [],
+            mutation_op=chosen.mutation_op,
+            generation=parent.generation + 1 if parent is not None else 0,
+            data=self._data(),
+        )
+
+    def _data(self) -> dict[str, Any]:
+        return {"surrogate_seed": self.base_seed}
+
+    def _scalarized(self, known: list[Observation], weights: np.ndarray) -> list[tuple[Observation, float]]:
+        """The evaluated candidates with one value each (larger is better): the rank, scaled to (0, 1], of the
+        augmented Chebyshev value over the normalized objectives (ranks keep one outlier from flattening the rest);
+        rejected and failed ones get 0, below every evaluated value."""
+        done = [o for o in known if o.values is not None]
+        if not done:
+            return []
+        values = np.array([o.values for o in done], dtype=float)
+        low, high = values.min(axis=0), values.max(axis=0)
+        weighted = weights * (values - low) / np.where(high > low, high - low, 1.0)
+        scalar = rankdata(weighted.min(axis=1) + CHEBYSHEV_RHO * weighted.sum(axis=1)) / len(done)
+        by_identity = {o.identity: float(s) for o, s in zip(done, scalar, strict=True)}
+        return [(o, by_identity.get(o.identity, 0.0)) for o in known]
+
+    def _pool(self, rng: np.random.Generator, parents: list[Observation]) -> list[Candidate]:
+        """Fresh samples and mutations of ``parents`` that are new and pass the static checks, one per function."""
+        seen = set(self.observed) | set(self.pending)
+        pool: dict[str, Candidate] = {}
+
+        def offer(genome: Genome, parent: Observation | None = None, op: str | None = None) -> None:
+            described = self.features(genome)
+            if described is None or not described.passes_static:
+                return
+            key = described.identity
+            if key not in seen and key not in pool:
+                pool[key] = Candidate(genome, described.features, key, parent, op)
+
+        for _ in range(self.pool_size):
+            offer(self.space.sample(rng))
+        for i in range(self.mutants if parents else 0):
+            parent = parents[i % len(parents)]
+            try:
+                genome, op = self.space.mutate(parent.genome, rng)
+                if rng.random() < 0.5:  # two steps now and then: a wider neighbourhood
+                    genome, second = self.space.mutate(genome, rng)
+                    op = f"{op}+{second}"
+            except GenomeError:
+                continue  # a warm-start genome outside this space's limits, or one no mutation changes
+            offer(genome, parent, op)
+        return list(pool.values())
+
+    def _acquire(self, pool: list[Candidate], scored: list[tuple[Observation, float]], rng: np.random.Generator) -> int:
+        """Fit the forest (in-flight candidates at the mean value) and take the best acquisition value."""
+        values = np.array([s for _, s in scored])
+        features = [o.features for o, _ in scored] + list(self.pending.values())
+        targets = np.concatenate([values, np.full(len(self.pending), values.mean())])
+        forest = RandomForestRegressor(
+            n_estimators=self.trees, max_features=0.3, min_samples_leaf=1, random_state=int(rng.integers(2**31 - 1))
+        )
+        forest.fit(np.stack(features), targets)
+        candidates = np.stack([c.features for c in pool])
+        per_tree = np.stack([tree.predict(candidates) for tree in forest.estimators_])
+        mean, spread = per_tree.mean(axis=0), per_tree.std(axis=0)
+        if self.acquisition == "ucb":
+            return int(np.argmax(mean + self.kappa * spread))
+        own = [s for o, s in scored if o.identity in self.observed]
+        best = max(own) if own else values.max()
+        gain = mean - best - self.xi
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(spread > 0, gain / spread, 0.0)
+        improvement = np.where(spread > 0, gain * norm.cdf(z) + spread * norm.pdf(z), np.maximum(gain, 0.0))
+        return int(np.argmax(improvement))
+
+
+def _evaluation(config: StudyConfig) -> dict[str, Any]:
+    """What makes two studies' numbers comparable: the evaluator kind and what it trains on or reads."""
+    return config.evaluator.model_dump(mode="json", include={"kind", "proxies", "table", "synthetic"})

@@ -1,0 +1,96 @@
+"""What a surrogate model sees of a candidate: the space's ``features`` on fixed probe points, made comparable.
+
+AQuaSurF describes an activation by its outputs on fixed N(0,1) draws clipped to [-5, 5]; here the draws are
+sorted, so for an elementwise layer the finite-difference slopes between neighbours give the derivative's shape
+as well. Values pass through ``arcsinh`` (a layer that returns 1e30 and one that returns 1e6 differ by a few
+units, not by 1e30), and non-finite outputs become large finite ones. A candidate's identity is the hash of its
+rounded vector, so functionally equal candidates count once. Vectors are cached process-wide by genome
+(``Space.features`` depends on the genome alone, and benchmarks run many studies over one space); whether a
+genome builds and passes the static checks depends on the space's options, so that is cached per space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spaces import Genome, Space
+
+PROBE_SEED = 1234  # the fingerprint's default seed
+CACHE_SIZE = 50_000
+_LARGE = 1e6
+_vectors: OrderedDict[tuple[str, int, str], np.ndarray] = OrderedDict()  # process-wide: features need no options
+
+
+def probe_points(count: int) -> torch.Tensor:
+    """``count`` sorted N(0,1) draws clipped to [-5, 5], the same in every process."""
+    draws = np.sort(np.random.default_rng(PROBE_SEED).standard_normal(count).clip(-5.0, 5.0))
+    return torch.from_numpy(draws.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class Described:
+    """A genome as the surrogate sees it."""
+
+    features: np.ndarray
+    identity: str  # equal for functional duplicates on the probe points
+    passes_static: bool  # the space's static checks find nothing to reject it for
+
+
+class FeatureMap:
+    """Descriptions of a space's genomes; None for a genome that does not build here."""
+
+    def __init__(self, space: Space, points: int):
+        self.space = space
+        self.points = points
+        self.inputs = probe_points(points)
+        self._x = self.inputs.double().numpy()
+        self._described: dict[str, Described | None] = {}  # this space's verdicts (validity depends on options)
+
+    def __call__(self, genome: Genome) -> Described | None:
+        text = json.dumps(genome, sort_keys=True, separators=(",", ":"))
+        if text in self._described:
+            return self._described[text]
+        vector = self._vector(text, genome)
+        described = None
+        if vector is not None:
+            described = Described(vector, identity(vector), not self.space.static_problems(genome))
+        if len(self._described) < CACHE_SIZE:
+            self._described[text] = described
+        return described
+
+    def _vector(self, text: str, genome: Genome) -> np.ndarray | None:
+        key = (self.space.kind, self.points, text)
+        if key in _vectors:
+            _vectors.move_to_end(key)
+            return _vectors[key]
+        vector = self._compute(genome)
+        if vector is not None:
+            _vectors[key] = vector
+            if len(_vectors) > CACHE_SIZE:
+                _vectors.popitem(last=False)
+        return vector
+
+    def _compute(self, genome: Genome) -> np.ndarray | None:
+        try:
+            outputs = self.space.features(genome, self.inputs)
+        except Exception:  # noqa: BLE001 - a genome that does not build has no features; its evaluation says why
+            return None
+        outputs = np.nan_to_num(outputs, nan=0.0, posinf=_LARGE, neginf=-_LARGE).clip(-_LARGE, _LARGE)
+        parts = [outputs]
+        if outputs.shape == self._x.shape:  # elementwise: the slopes between sorted points are f'
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slopes = np.diff(outputs) / np.maximum(np.diff(self._x), 1e-6)
+            parts.append(slopes.clip(-_LARGE, _LARGE))
+        return np.arcsinh(np.concatenate(parts)).astype(np.float32)
+
+
+def identity(vector: np.ndarray) -> str:
+    """Equal for candidates whose features agree to 4 decimals (functional duplicates on the probe points)."""
+    rounded = np.round(vector.astype(np.float64), 4) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return hashlib.sha256(rounded.tobytes()).hexdigest()[:20]
