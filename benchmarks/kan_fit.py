@@ -41,7 +41,7 @@ def task_data(name: str) -> Dataset:
     """float64 train/test split of a Feynman equation or of ``fit_exp_sin``."""
     if name == "exp_sin":
         data = get_dataset("fit_exp_sin")(seed=0)
-        x, y = torch.cat([data.x_train, data.x_val]).double(), torch.cat([data.y_train, data.y_val]).double()
+        x, y = torch.cat([data.x_train, data.x_test]).double(), torch.cat([data.y_train, data.y_test]).double()
     else:
         x, y = feynman_data(name, 2000, torch.Generator().manual_seed(0))
     return Dataset(x[:1000], y[:1000], x[1000:], y[1000:], task="regression", name=name)
@@ -129,7 +129,7 @@ def fit_rmse(family: str, grid: int, order: int, steps: int, seed: int) -> float
     for _ in range(steps):
         opt.step(closure)
     with torch.no_grad():
-        return ((model(data.x_val.double()) - data.y_val.double()) ** 2).mean().sqrt().item()
+        return ((model(data.x_test.double()) - data.y_test.double()) ** 2).mean().sqrt().item()
 
 
 def per_family(args: argparse.Namespace) -> None:
