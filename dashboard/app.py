@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import state
-from search.store import redact_url
+from search.db_urls import redact_url
 
 st.set_page_config(page_title="LayerForge", page_icon=":material/hub:", layout="wide")
 navigation = st.navigation(

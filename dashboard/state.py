@@ -15,9 +15,10 @@ import streamlit as st
 
 from dashboard import layers, queries
 from evaluators.config import INT32_MAX
+from search.db_urls import store_url
 from search.objectives import objectives_of
 from search.results import stage_funnel
-from search.store import Store, StoreError, StudyRow, store_url
+from search.store import Store, StoreError, StudyRow
 
 LIVE_TTL_SECONDS = 3
 REFRESH_SECONDS = 5

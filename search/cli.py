@@ -18,8 +18,9 @@ from evaluators.registry import UnknownComponentError
 from evaluators.vocabulary import FINISHED, StudyStatus
 from search.algorithms import AlgorithmConfigError
 from search.config import ConfigError, StudyConfig, load_config, parse_config
+from search.db_urls import DEFAULT_URL, URL_ENV, redact_url, store_url
 from search.lease import leases, shown_status
-from search.store import DEFAULT_URL, URL_ENV, Store, StoreError, StudyRow, redact_url, store_url
+from search.store import Store, StoreError, StudyRow
 from search.workers import WorkerStartError
 from spaces import GenomeError, SpaceConfigError
 

@@ -15,7 +15,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from evaluators.config import INT32_MAX, EvaluatorConfig, Strict
 from search.algorithms import ALGORITHMS
-from search.store import CandidateRow, StudyRow, store_url
+from search.db_urls import store_url
+from search.store import CandidateRow, StudyRow
 
 NAME_LENGTH = StudyRow.__table__.c.name.type.length
 KIND_LENGTH = StudyRow.__table__.c.space.type.length

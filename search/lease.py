@@ -26,7 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from evaluators.vocabulary import StudyStatus
-from search.store import LeaseRow, Store, StoreError, StudyRow, utcnow
+from search.store import Store, StoreError
+from search.tables import LeaseRow, StudyRow, utcnow
 
 # A driver that stops renewing is presumed dead this long after its last renewal.
 LEASE_SECONDS = 30.0

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ray.cluster_utils import Cluster
 
     from search.runner import StudyRunner
-    from search.store import Store
+    from search.store import Store, StudyRow
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -66,6 +66,39 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store: a SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.url(server.create_database())
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """The store at ``store_url``, open for writing, closed after the test."""
+    from search.store import Store
+
+    store = Store(store_url)
+    yield store
+    store.close()
+
+
+def add_study(store: Store, name: str = "s") -> StudyRow:
+    """A study row written straight to the store (no driver), budgeted for ten evaluations."""
+    return store.create_study(
+        name,
+        space="activation",
+        algorithm="evolution",
+        seed=1,
+        config={"name": name},
+        objectives=[{"name": "val_acc@mlp", "direction": "max"}],
+        budget_evaluations=10,
+        budget_minutes=None,
+    )
 
 
 def study_config(name: str, tmp_path: Path, **overrides: Any) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from search.cli import app
 from search.config import ConfigError, parse_config
+from search.db_urls import redact_url, without_password
 from search.export import file_stem
-from search.store import Store, StoreError, redact_url, without_password
+from search.store import Store, StoreError
 from spaces import GenomeError, SpaceConfigError, get_space
 from tests.conftest import study_config
 from tests.pg import PostgresServer

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 
 import pytest
 import torch
@@ -17,18 +15,9 @@ from evaluators.proxy import ProxyEvaluator
 from evaluators.registry import Dataset, get_dataset
 from evaluators.training import train_proxy
 from spaces.kan import BASES, KANLayer, KanSpace, save_kan
+from tests.test_kan_layers import load_module
 
 GRID_FAMILIES = [f for f in BASES if getattr(BASES[f](1, 5, 3, -1.0, 1.0), "grid_points", 0)]
-
-
-def _load(source: str, name: str, tmp_path) -> object:
-    path = tmp_path / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _spec(family: str, grid: int = 5) -> dict:
@@ -150,7 +139,7 @@ def test_exported_network_with_updated_grids_matches_exactly(families: tuple[str
     x = _shifted_inputs(400, 3)
     platform.update_grid(x)
     name = "grids_" + "_".join(families)
-    exported = _load(space.to_source(genome, "GridKAN", 3, 2), name, tmp_path).GridKAN()
+    exported = load_module(space.to_source(genome, "GridKAN", 3, 2), name, tmp_path).GridKAN()
     exported.load_state_dict(platform.state_dict())
     probe = _shifted_inputs(64, 3, seed=5) * 1.3 - 0.5  # also beyond the samples' range
     torch.testing.assert_close(exported(probe), platform(probe), rtol=0, atol=0)
@@ -176,7 +165,7 @@ def test_grid_extension_exports_through_harden(tmp_path) -> None:
     assert all(spec["grid"] == 6 for spec in hard_genome["layers"])
     source = space.to_source(hard_genome, "GrownKAN", in_features=3, out_features=1)
     py_path, pt_path = save_kan(hard, source, tmp_path, "GrownKAN")
-    exported = _load(py_path.read_text(), "grown_kan", tmp_path).GrownKAN()
+    exported = load_module(py_path.read_text(), "grown_kan", tmp_path).GrownKAN()
     exported.load_state_dict(torch.load(pt_path, weights_only=True))
     torch.testing.assert_close(exported(data.x_val), hard(data.x_val), rtol=0, atol=0)
 

@@ -29,7 +29,8 @@ def _target(x: torch.Tensor) -> torch.Tensor:
     return 0.8 * torch.sin(math.pi * x) + 0.3 * x
 
 
-def _load_module(source: str, name: str, tmp_path) -> object:
+def load_module(source: str, name: str, tmp_path) -> object:
+    """Import exported source as module ``name``, written to a file under ``tmp_path``."""
     path = tmp_path / f"{name}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(name, path)
@@ -173,7 +174,7 @@ def test_export_round_trip(family: str, tmp_path) -> None:
     roots = {(a.name if isinstance(n, ast.Import) else n.module).split(".")[0] for n in imports for a in n.names}
     assert roots <= {"torch", "math", "__future__"}
     assert all(f"{other!r}:" not in source for other in FAMILIES if other != family)
-    exported = _load_module(source, f"exported_{family}", tmp_path).ExportedKAN()
+    exported = load_module(source, f"exported_{family}", tmp_path).ExportedKAN()
     exported.load_state_dict(model.state_dict())
     x = torch.randn(7, 5, 3)
     torch.testing.assert_close(exported(x), model(x), atol=1e-6, rtol=0)
@@ -253,7 +254,7 @@ def test_selectable_harden_and_compact_export(tmp_path) -> None:
     source = space.to_source(hard_genome, "CompactKAN", in_features=2, out_features=1)
     assert "GaussianRBFBasis" not in source and "SelectableKANLayer" not in source
     py_path, pt_path = save_kan(hard_model, source, tmp_path, "CompactKAN")
-    exported = _load_module(py_path.read_text(), "compact_kan", tmp_path).CompactKAN()
+    exported = load_module(py_path.read_text(), "compact_kan", tmp_path).CompactKAN()
     exported.load_state_dict(torch.load(pt_path, weights_only=True))
     x = torch.rand(9, 2) * 2 - 1
     torch.testing.assert_close(exported(x), hard_model(x), atol=1e-6, rtol=0)

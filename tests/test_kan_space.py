@@ -195,6 +195,14 @@ def test_recipes_option_lets_the_search_pick_a_training_recipe() -> None:
         KanSpace(recipes=["adam", 3])
 
 
+def test_layer_table_shows_the_training_recipe() -> None:
+    """The dashboard's layer table names the genome's recipe on every row; a genome without one has no column."""
+    space = KanSpace()
+    rows = space.present({**_genome(), "recipe": "lbfgs_grid"}).rows
+    assert len(rows) == 2 and [row["recipe"] for row in rows] == ["lbfgs_grid", "lbfgs_grid"]
+    assert all("recipe" not in row for row in space.present(_genome()).rows)
+
+
 def test_seeds_cover_every_family_and_build() -> None:
     space = KanSpace()
     seeds = space.seeds()

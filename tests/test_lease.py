@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,41 +25,11 @@ from search.cli import app
 from search.config import parse_config
 from search.lease import Holder, StudyBusyError, StudyLease, leases, shown_status, this_machine
 from search.runner import StudyRunner
-from search.store import LeaseRow, Store, StudyRow, utcnow
-from tests.conftest import study_config
-from tests.pg import PostgresServer
+from search.store import LeaseRow, Store, utcnow
+from tests.conftest import add_study, study_config
 
 LAYERFORGE = str(Path(sys.executable).with_name("layerforge"))
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store: a SQLite file, or a new database on the session's PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.url(server.create_database())
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    store = Store(store_url)
-    yield store
-    store.close()
-
-
-def _study(store: Store, name: str = "s") -> StudyRow:
-    return store.create_study(
-        name,
-        space="activation",
-        algorithm="evolution",
-        seed=1,
-        config={"name": name},
-        objectives=[{"name": "val_acc@mlp", "direction": "max"}],
-        budget_evaluations=10,
-        budget_minutes=None,
-    )
 
 
 def _elsewhere(host: str = "elsewhere") -> Holder:
@@ -78,7 +47,7 @@ def _dead_pid() -> int:
 
 
 def test_a_second_driver_is_refused_in_one_line_naming_the_holder(store: Store) -> None:
-    study = _study(store)
+    study = add_study(store)
     first = StudyLease(store, study)
     assert first.acquire() is None
     with pytest.raises(StudyBusyError) as refused:
@@ -91,18 +60,18 @@ def test_a_second_driver_is_refused_in_one_line_naming_the_holder(store: Store) 
 
 
 def test_a_dead_driver_on_this_machine_is_taken_over_at_once(store: Store) -> None:
-    study = _study(store)
+    study = add_study(store)
     dead = Holder(socket.gethostname(), _dead_pid(), this_machine(), "1")
     StudyLease(store, study, holder=dead).acquire()
     assert StudyLease(store, study).acquire().pid == dead.pid
-    other = _study(store, "reused-pid")
+    other = add_study(store, "reused-pid")
     reused = Holder(socket.gethostname(), os.getpid(), this_machine(), "1")  # this pid, but another process
     StudyLease(store, other, holder=reused).acquire()
     assert StudyLease(store, other).acquire().pid == os.getpid()
 
 
 def test_a_driver_elsewhere_holds_the_study_until_its_lease_expires(store: Store) -> None:
-    study = _study(store)
+    study = add_study(store)
     store.update_study(study.id, status=StudyStatus.RUNNING)
     remote = StudyLease(store, study, holder=_elsewhere())
     remote.lease_seconds = 1.0
@@ -121,7 +90,7 @@ def test_a_driver_elsewhere_holds_the_study_until_its_lease_expires(store: Store
 @pytest.mark.parametrize("dead_holder_first", [False, True])
 def test_of_racing_drivers_exactly_one_wins(store_url: str, dead_holder_first: bool) -> None:
     setup = Store(store_url)
-    study = _study(setup)
+    study = add_study(setup)
     if dead_holder_first:
         gone = StudyLease(setup, study, holder=_elsewhere("gone"))
         gone.lease_seconds = 0.0
@@ -150,7 +119,7 @@ def test_of_racing_drivers_exactly_one_wins(store_url: str, dead_holder_first: b
 
 
 def test_renewal_keeps_the_lease_and_a_takeover_is_noticed(store: Store) -> None:
-    study = _study(store)
+    study = add_study(store)
     mine = StudyLease(store, study)
     mine.lease_seconds, mine.renew_seconds = 1.0, 0.1
     mine.acquire()
@@ -209,7 +178,7 @@ def test_the_dashboard_shows_a_study_whose_driver_is_gone_as_interrupted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    alive, gone = _study(store, "alive"), _study(store, "gone")
+    alive, gone = add_study(store, "alive"), add_study(store, "gone")
     for study, lease_seconds in ((alive, 3600.0), (gone, 0.0)):
         store.update_study(study.id, status=StudyStatus.RUNNING, started_at=utcnow())
         lease = StudyLease(store, study, holder=_elsewhere())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,37 +15,8 @@ from evaluators.vocabulary import Status, StudyStatus
 from search.config import parse_config
 from search.runner import StudyRunner
 from search.store import CandidateRow, Store, StoreError, utcnow
-from tests.conftest import study_config
+from tests.conftest import add_study, study_config
 from tests.pg import PostgresServer
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store: a SQLite file, or a new database on the session's PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.url(server.create_database())
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    store = Store(store_url)
-    yield store
-    store.close()
-
-
-def _study(store: Store, name: str = "s") -> int:
-    return store.create_study(
-        name,
-        space="activation",
-        algorithm="evolution",
-        seed=1,
-        config={"name": name},
-        objectives=[{"name": "val_acc@mlp", "direction": "max"}],
-        budget_evaluations=10,
-        budget_minutes=None,
-    ).id
 
 
 def _candidate(key: str, **values) -> dict:
@@ -60,13 +30,13 @@ def _candidate(key: str, **values) -> dict:
 
 
 def test_studies_are_created_listed_and_unique_by_name(store: Store) -> None:
-    first = _study(store, "alpha")
-    _study(store, "beta")
+    first = add_study(store, "alpha").id
+    add_study(store, "beta")
     assert [s.name for s in store.list_studies()] == ["alpha", "beta"]
     row = store.get_study("alpha")
     assert row.id == first and row.status == "created" and row.objectives[0]["name"] == "val_acc@mlp"
     with pytest.raises(StoreError, match="already exists"):
-        _study(store, "alpha")
+        add_study(store, "alpha")
     with pytest.raises(StoreError, match="no study named 'gamma'.*alpha, beta"):
         store.get_study("gamma")
     store.update_study(first, status="running", active_seconds=12.5)
@@ -74,7 +44,7 @@ def test_studies_are_created_listed_and_unique_by_name(store: Store) -> None:
 
 
 def test_candidate_and_evaluation_are_written_in_one_transaction(store: Store) -> None:
-    study = _study(store)
+    study = add_study(store).id
     cand_id, ev_id = store.add_candidate_with_evaluation(study, _candidate("a"), {"status": "running"})
     assert store.get_candidate(cand_id).genome["expr"] == "a"
     with pytest.raises(IntegrityError):
@@ -85,7 +55,7 @@ def test_candidate_and_evaluation_are_written_in_one_transaction(store: Store) -
 
 
 def test_reads_are_incremental(store: Store) -> None:
-    study = _study(store)
+    study = add_study(store).id
     ids = [store.add_candidate_with_evaluation(study, _candidate(k), {"status": "running"})[1] for k in "abc"]
     assert [e.id for _, e in store.evaluations(study)] == ids
     assert [e.id for _, e in store.evaluations(study, after_id=ids[1])] == ids[2:]
@@ -99,7 +69,7 @@ def test_reads_are_incremental(store: Store) -> None:
 
 
 def test_history_is_in_finishing_order_and_unfinished_lists_what_is_in_flight(store: Store) -> None:
-    study = _study(store)
+    study = add_study(store).id
     now = utcnow()
     evs = {k: store.add_candidate_with_evaluation(study, _candidate(k), {"status": "running"})[1] for k in "abcd"}
     store.update_evaluation(evs["a"], status="done", finished_at=now + timedelta(seconds=3), objectives={"x": 0.5})
@@ -111,7 +81,7 @@ def test_history_is_in_finishing_order_and_unfinished_lists_what_is_in_flight(st
 
 
 def test_counts_by_status_and_stage(store: Store) -> None:
-    study = _study(store)
+    study = add_study(store).id
     for key, status, stage, seconds in [
         ("a", "done", "full", 2.0),
         ("b", "done", "full", 3.0),
@@ -126,7 +96,7 @@ def test_counts_by_status_and_stage(store: Store) -> None:
 
 
 def test_statuses_are_stored_as_their_plain_words_and_read_back_as_members(store: Store) -> None:
-    study = _study(store)
+    study = add_study(store).id
     _, ev_id = store.add_candidate_with_evaluation(study, _candidate("a"), {"status": Status.DONE})
     with store.engine.begin() as conn:
         assert conn.execute(text("SELECT status FROM evaluations")).scalar_one() == "done"
@@ -141,7 +111,7 @@ def test_statuses_are_stored_as_their_plain_words_and_read_back_as_members(store
 
 
 def test_read_only_store_reads_but_refuses_writes(store: Store, store_url: str) -> None:
-    study = _study(store)
+    study = add_study(store).id
     reader = Store(store_url, read_only=True, retries=0)
     try:
         assert [s.id for s in reader.list_studies()] == [study]
@@ -159,7 +129,7 @@ def test_read_only_store_reads_but_refuses_writes(store: Store, store_url: str) 
 def test_lost_connection_mid_transaction_is_retried(postgres_server: PostgresServer) -> None:
     database = postgres_server.create_database()
     store = Store(postgres_server.url(database))
-    study = _study(store)
+    study = add_study(store).id
     calls = []
 
     def insert_then_lose_connection(session) -> int:

@@ -1,27 +1,10 @@
 """KanSpace: searches the widths of a KAN network and, per layer, its family, grid, order/degree, base branch
-and input normalization.
-
-Genome (``v`` 1)::
-
-    {"space": "kan", "v": 1, "hidden": [5, 8], "layers": [L0, L1, L2]}
-
-``hidden`` are the hidden widths (input and output widths come from the task at build time); there is one
-layer spec per weight layer (``len(hidden) + 1``). A layer spec always has ``family``, ``norm``
-("none" | "layernorm" | "tanh") and, except for "mlp", ``base`` (bool: the W_b silu(x) branch), plus the fields
-its family reads: ``grid`` (grid size G), ``order`` (spline order k), ``degree`` (polynomial degree).
-Two composite families carry all three: ``"selectable"`` with ``"candidates": [families]`` (an S-KAN mixture
-per output node, trained, then hardened by ``KanSpace.harden``) and ``"mixed"`` with ``"nodes": [family per
-output node]`` (the compact result of hardening; never sampled). ``"mlp"`` is the MLP baseline in KAN form.
-
-An optional top-level ``"recipe"`` names how the network trains (a key of the proxies' ``recipes``, e.g. Adam
-or LBFGS with grid updates); it is sampled only when the space's ``recipes`` option lists some.
+and input normalization. The genome format is in ``spaces.kan.genome``.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-import reprlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,97 +14,26 @@ from torch import nn
 
 from spaces.base import Genome, GenomeError, Space, SpaceConfigError, Table, canonical_json
 from spaces.kan.bases import BASES
+from spaces.kan.describe import describe_genome, layer_table
 from spaces.kan.export import network_source
+from spaces.kan.genome import (
+    GRID_RANGE,
+    KAN_FAMILIES,
+    KIND,
+    MAX_HIDDEN,
+    MAX_WIDTH,
+    ORDER_RANGE,
+    RECIPE_NAME,
+    VERSION,
+    layer_fields,
+    parse_genome,
+)
 from spaces.kan.layer import NORMS, KANLayer, MixedKANLayer
 from spaces.kan.network import KANNetwork
 from spaces.kan.selectable import SelectableKANLayer
 from spaces.registry import register_space
 
-KAN_FAMILIES = tuple(f for f in BASES if f != "mlp")
-COMPOSITE = ("selectable", "mixed")
-MAX_WIDTH = 4096
-MAX_HIDDEN = 16
-GRID_RANGE = (2, 64)
-ORDER_RANGE = (1, 16)
 PROBE_IN = 4
-RECIPE_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
-
-_LATEX = {
-    "bspline": r"\mathrm{B\text{-}spline}",
-    "rbf": r"\mathrm{RBF}",
-    "chebyshev": r"T_n(\tanh x)",
-    "legendre": r"P_n(\tanh x)",
-    "fourier": r"\mathrm{Fourier}",
-    "relu": r"\mathrm{ReLU\text{-}KAN}",
-    "mexican_hat": r"\psi_{\mathrm{mexh}}",
-    "dog": r"\psi_{\mathrm{DoG}}",
-    "morlet": r"\psi_{\mathrm{Morlet}}",
-    "afkan_quad1": r"\mathrm{AF}_{(AB)^2}",
-    "afkan_sum": r"\mathrm{AF}_{A+B}",
-    "afkan_prod": r"\mathrm{AF}_{AB}",
-    "mlp": r"\mathrm{silu}",
-}
-
-
-def _fields(family: str) -> tuple[str, ...]:
-    """Genome fields a layer spec of ``family`` must have, besides ``family`` and ``norm``."""
-    if family in COMPOSITE:
-        return ("grid", "order", "degree", "base", "candidates" if family == "selectable" else "nodes")
-    if family == "mlp":
-        return ()
-    return (*BASES[family].uses, "base")
-
-
-def _check_int(value: Any, where: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise GenomeError(f"{where} must be an integer in [{lo}, {hi}], got {reprlib.repr(value)}")
-    return value
-
-
-def _check_families(value: Any, where: str, min_len: int) -> list[str]:
-    if not isinstance(value, list) or len(value) < min_len:
-        raise GenomeError(f"{where} must be a list of at least {min_len} family names, got {reprlib.repr(value)}")
-    for f in value:
-        if not isinstance(f, str) or f not in BASES:
-            raise GenomeError(f"{where} names unknown family {reprlib.repr(f)}; known: {', '.join(BASES)}")
-    return list(value)
-
-
-def _parse_layer(spec: Any, where: str) -> dict[str, Any]:
-    """Whitelist parse of one layer spec; returns a normalized copy (selectable candidates sorted)."""
-    if not isinstance(spec, dict):
-        raise GenomeError(f"{where} must be an object, got {type(spec).__name__}")
-    family = spec.get("family")
-    if not isinstance(family, str) or (family not in BASES and family not in COMPOSITE):
-        known = ", ".join([*BASES, *COMPOSITE])
-        raise GenomeError(f"{where}.family {reprlib.repr(family)} is unknown; use one of: {known}")
-    allowed = {"family", "norm", *_fields(family)}
-    extra = sorted(set(spec) - allowed)
-    missing = sorted(allowed - set(spec))
-    if extra:
-        raise GenomeError(f"{where} ({family}) has unknown fields {extra}; a {family} layer has {sorted(allowed)}")
-    if missing:
-        raise GenomeError(f"{where} ({family}) is missing fields {missing}")
-    if not isinstance(spec["norm"], str) or spec["norm"] not in NORMS:
-        raise GenomeError(f"{where}.norm {reprlib.repr(spec['norm'])} is unknown; use one of: {', '.join(NORMS)}")
-    out = {"family": family, "norm": spec["norm"]}
-    if "grid" in allowed:
-        out["grid"] = _check_int(spec["grid"], f"{where}.grid", *GRID_RANGE)
-    for key in ("order", "degree"):
-        if key in allowed:
-            out[key] = _check_int(spec[key], f"{where}.{key}", *ORDER_RANGE)
-    if "base" in allowed:
-        if not isinstance(spec["base"], bool):
-            raise GenomeError(f"{where}.base must be true or false, got {reprlib.repr(spec['base'])}")
-        out["base"] = spec["base"]
-    if family == "selectable":
-        cands = _check_families(spec["candidates"], f"{where}.candidates", 2)
-        if len(set(cands)) != len(cands):
-            raise GenomeError(f"{where}.candidates repeats a family: {cands}")
-        out["candidates"] = sorted(cands)
-    if family == "mixed":
-        out["nodes"] = _check_families(spec["nodes"], f"{where}.nodes", 1)
-    return out
 
 
 def make_layer(spec: dict[str, Any], fan_in: int, fan_out: int) -> nn.Module:
@@ -141,32 +53,6 @@ def make_layer(spec: dict[str, Any], fan_in: int, fan_out: int) -> nn.Module:
         )
     order = spec.get("order", spec.get("degree", 3))
     return KANLayer(fan_in, fan_out, family, spec.get("grid", 5), order, spec.get("base", False), spec["norm"])
-
-
-def _describe_layer(spec: dict[str, Any], fmt: str) -> str:
-    family = spec["family"]
-    params = [f"{k}={spec[k]}" for k in ("grid", "order", "degree") if k in spec]
-    if fmt == "latex":
-        names = {"selectable": spec.get("candidates"), "mixed": sorted(set(spec.get("nodes", [])))}.get(family)
-        name = _LATEX[family] if names is None else r"\{" + ", ".join(_LATEX[f] for f in names) + r"\}"
-        sub = ",".join(p.replace("grid", "G").replace("order", "k").replace("degree", "d") for p in params)
-        text = f"{{{name}}}" + (f"_{{{sub}}}" if sub else "")
-        if family == "selectable":
-            text = r"\mathrm{select}" + text
-        if spec.get("base"):
-            text += r" + w_b\,\mathrm{silu}"
-        return text
-    if family == "selectable":
-        head = f"selectable{{{', '.join(spec['candidates'])}}}"
-    elif family == "mixed":
-        counts = {f: spec["nodes"].count(f) for f in sorted(set(spec["nodes"]))}
-        head = "mixed{" + ", ".join(f"{f} x{n}" for f, n in counts.items()) + "}"
-    else:
-        head = family
-    extras = (
-        params + (["base"] if spec.get("base") else []) + ([f"norm={spec['norm']}"] if spec["norm"] != "none" else [])
-    )
-    return f"{head}({', '.join(extras)})"
 
 
 def _choices(name: str, value: Sequence[Any], allowed: Sequence[Any] | None = None) -> tuple[Any, ...]:
@@ -191,8 +77,8 @@ class KanSpace(Space):
     ``recipes`` (training recipes the search picks from, by name: keys of the proxies' ``recipes``).
     """
 
-    kind = "kan"
-    version = 1
+    kind = KIND
+    version = VERSION
     display_name = "KAN"
     class_prefix = "KAN"
     task_sized = True
@@ -245,29 +131,7 @@ class KanSpace(Space):
 
     def _parse(self, genome: Genome) -> Genome:
         self._check_header(genome)
-        extra = sorted(set(genome) - {"space", "v", "hidden", "layers", "recipe"})
-        if extra:
-            raise GenomeError(f"kan genome has unknown fields {extra}; it has space, v, hidden, layers, recipe")
-        recipe = genome.get("recipe")
-        if recipe is not None and (not isinstance(recipe, str) or not RECIPE_NAME.match(recipe)):
-            raise GenomeError(f"recipe must be a recipe name (letters, digits, _ -), got {reprlib.repr(recipe)}")
-        hidden = genome.get("hidden")
-        if not isinstance(hidden, list) or len(hidden) > MAX_HIDDEN:
-            raise GenomeError(f"hidden must be a list of at most {MAX_HIDDEN} widths, got {reprlib.repr(hidden)}")
-        hidden = [_check_int(w, f"hidden[{i}]", 1, MAX_WIDTH) for i, w in enumerate(hidden)]
-        layers = genome.get("layers")
-        if not isinstance(layers, list) or len(layers) != len(hidden) + 1:
-            raise GenomeError(
-                f"layers must be a list of len(hidden) + 1 = {len(hidden) + 1} layer specs, got {reprlib.repr(layers)}"
-            )
-        specs = [_parse_layer(spec, f"layers[{i}]") for i, spec in enumerate(layers)]
-        for i, spec in enumerate(specs[:-1]):
-            if spec["family"] == "mixed" and len(spec["nodes"]) != hidden[i]:
-                raise GenomeError(
-                    f"layers[{i}].nodes names {len(spec['nodes'])} families but hidden[{i}] is {hidden[i]}"
-                )
-        parsed = {"space": self.kind, "v": self.version, "hidden": hidden, "layers": specs}
-        return parsed if recipe is None else {**parsed, "recipe": recipe}
+        return parse_genome(genome)
 
     def validate(self, genome: Genome) -> None:
         self._parse(genome)
@@ -288,7 +152,7 @@ class KanSpace(Space):
             "candidates": lambda: list(self.candidates),
         }
         spec: dict[str, Any] = {"family": family, "norm": like.get("norm") or str(rng.choice(self.norms))}
-        for key in _fields(family):
+        for key in layer_fields(family):
             spec[key] = like[key] if key in like else draw[key]()
         return spec
 
@@ -406,7 +270,7 @@ class KanSpace(Space):
                 "family": family,
                 "norm": trial.suggest_categorical(f"layer{i}_norm", list(self.norms)),
             }
-            for key in _fields(family):
+            for key in layer_fields(family):
                 if key == "candidates":
                     spec[key] = list(self.candidates)
                 else:
@@ -431,7 +295,7 @@ class KanSpace(Space):
         }
         out = {}
         for family in (*self.families, "selectable", "mlp"):
-            spec = {"family": family, "norm": "none", **{k: defaults[k] for k in _fields(family)}}
+            spec = {"family": family, "norm": "none", **{k: defaults[k] for k in layer_fields(family)}}
             name = family if family in ("selectable", "mlp") else f"kan_{family}"
             out[name] = {"space": self.kind, "v": self.version, "hidden": width, "layers": [spec] * (len(width) + 1)}
         return {k: self._parse(g) for k, g in out.items()}
@@ -478,7 +342,7 @@ class KanSpace(Space):
                         **common,
                     }
                 else:
-                    spec = {"family": nodes[0], **{k: spec[k] for k in _fields(nodes[0])}, "norm": spec["norm"]}
+                    spec = {"family": nodes[0], **{k: spec[k] for k in layer_fields(nodes[0])}, "norm": spec["norm"]}
             else:
                 layer = copy.deepcopy(layer)
             specs.append(spec)
@@ -491,20 +355,7 @@ class KanSpace(Space):
     # -- text ------------------------------------------------------------------------------------------
 
     def describe(self, genome: Genome, fmt: str = "text") -> str:
-        g = self._parse(genome)
-        if fmt == "latex":
-            widths = ", ".join(["d_{in}", *map(str, g["hidden"]), "d_{out}"])
-            parts = [rf"\Phi_{i} = {_describe_layer(s, 'latex')}" for i, s in enumerate(g["layers"])]
-            if "recipe" in g:
-                parts.append(r"\mathrm{recipe} = \texttt{" + g["recipe"].replace("_", r"\_") + "}")
-            return rf"\mathrm{{KAN}}[{widths}]:\; " + r";\; ".join(parts)
-        if fmt != "text":
-            raise ValueError(f"describe fmt must be 'text' or 'latex', got {fmt!r}")
-        widths = "-".join(["in", *map(str, g["hidden"]), "out"])
-        parts = [f"L{i} {_describe_layer(s, 'text')}" for i, s in enumerate(g["layers"])]
-        if "recipe" in g:
-            parts.append(f"recipe {g['recipe']}")
-        return f"KAN {widths}: " + " | ".join(parts)
+        return describe_genome(self._parse(genome), fmt)
 
     def to_source(
         self, genome: Genome, class_name: str, in_features: int | None = None, out_features: int | None = None
@@ -519,21 +370,5 @@ class KanSpace(Space):
     # -- presentation ----------------------------------------------------------------------------------
 
     def present(self, genome: Genome) -> Table:
-        """One row per layer: its widths, family, options, base branch, norm, and the families it mixes."""
-        g = self._parse(genome)
-        widths = ["in", *map(str, g["hidden"]), "out"]
-        rows = []
-        for i, spec in enumerate(g["layers"]):
-            nodes = spec.get("nodes", [])
-            rows.append(
-                {
-                    "layer": f"L{i} ({widths[i]} -> {widths[i + 1]})",
-                    "family": spec["family"],
-                    "options": ", ".join(f"{k}={spec[k]}" for k in ("grid", "order", "degree") if k in spec),
-                    "base (silu)": bool(spec.get("base")),
-                    "norm": spec["norm"],
-                    "candidates / nodes": ", ".join(spec.get("candidates", []))
-                    or ", ".join(f"{f} x{nodes.count(f)}" for f in sorted(set(nodes))),
-                }
-            )
-        return Table(rows)
+        """One row per layer (see ``layer_table``), with a recipe column when the genome names one."""
+        return layer_table(self._parse(genome))
