@@ -6,7 +6,9 @@ or Ray starts, so SQLite (which ignores VARCHAR lengths) and PostgreSQL (which e
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,9 @@ class ExportSection(Strict):
 
 class StudyConfig(Strict):
     name: str
+    # Plug-in modules, imported in the driver and in every worker before anything else, so the datasets,
+    # architectures, spaces and objectives they register work on a cluster too (see ``import_plugins``).
+    imports: list[str] = Field(default_factory=list)
     seed: int = Field(0, ge=0, le=INT32_MAX)
     space: SpaceSection
     algorithm: AlgorithmSection = Field(default_factory=AlgorithmSection)
@@ -155,9 +160,26 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def import_plugins(modules: Sequence[str]) -> None:
+    """Import a config's plug-in modules, which register their datasets, architectures, spaces and objectives."""
+    for module in modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ConfigError(f"imports: {module!r} is not a module name; give dotted names such as mypkg.tasks")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"imports: cannot import {module!r} ({type(exc).__name__}: {exc}); install the package that "
+                "provides it or put the folder that holds it on PYTHONPATH"
+            ) from None
+
+
 def parse_config(data: Any, source: str = "<dict>") -> StudyConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"study config {source} must be a YAML mapping, got {type(data).__name__}")
+    plugins = data.get("imports")
+    if isinstance(plugins, list) and all(isinstance(module, str) for module in plugins):
+        import_plugins(plugins)  # before anything is checked against the registries they add to
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as exc:

@@ -18,7 +18,7 @@ from evaluators.table import load_table
 from evaluators.training import metric_names
 from evaluators.vocabulary import StudyStatus
 from search.algorithms import Algorithm, make_algorithm
-from search.config import ConfigError, StudyConfig, parse_config
+from search.config import ConfigError, StudyConfig, import_plugins, parse_config
 from search.dispatch import Dispatcher
 from search.lease import StudyBusyError, StudyLease, describe
 from search.store import LeaseRow, Store, StoreError, StudyRow, utcnow
@@ -49,6 +49,7 @@ class StudyRunner:
         self.workers = workers
         self.show_progress = progress
         self.runs_dir = Path(runs_dir)
+        import_plugins(config.imports)  # done by parse_config already, unless the config was built without it
         self.space: Space = get_space(config.space.kind, **config.space.options)
         self.objectives = config.evaluator.objectives
         self.stop_requested = threading.Event()

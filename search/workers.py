@@ -19,7 +19,7 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from evaluators.splits import VAL
-from search.config import StudyConfig
+from search.config import StudyConfig, import_plugins
 from search.reaper import Reaper, start_in_own_group
 from spaces import Space, get_space
 
@@ -101,7 +101,15 @@ class SpaceSpec:
 class EvaluationWorker:
     """Holds one evaluator (and its datasets) for its whole life; trains on the GPU Ray assigned it, if any."""
 
-    def __init__(self, name: str, space: SpaceSpec, evaluator_config: dict[str, Any], gpu_fraction: float = 0.0):
+    def __init__(
+        self,
+        name: str,
+        space: SpaceSpec,
+        evaluator_config: dict[str, Any],
+        gpu_fraction: float = 0.0,
+        imports: tuple[str, ...] = (),
+    ):
+        import_plugins(imports)  # the config's plug-ins register their datasets, archs and spaces here too
         import torch
 
         from evaluators import EvaluatorConfig, make_evaluator
@@ -206,8 +214,10 @@ class WorkerPool:
         max_size: int | None = None,
         start_timeout: float = 300.0,
         rescale_seconds: float = 2.0,
+        imports: tuple[str, ...] = (),
     ):
         self.size = size
+        self.imports = imports  # plug-in modules every actor imports first
         self.queue_per_worker = queue_per_worker
         self.autoscale = autoscale
         self.max_size = max_size
@@ -248,7 +258,9 @@ class WorkerPool:
     def _new_slot(self) -> Slot:
         self._counter += 1
         name = f"worker-{self._counter}"
-        actor = EvaluationWorker.options(**self._options).remote(name, *self._args, gpu_fraction=self.num_gpus)
+        actor = EvaluationWorker.options(**self._options).remote(
+            name, *self._args, gpu_fraction=self.num_gpus, imports=self.imports
+        )
         return Slot(name, actor, actor.info.remote())
 
     def free_slot(self) -> Slot | None:
@@ -367,6 +379,7 @@ def make_pool(config: StudyConfig, space: Space, workers: int | None = None) -> 
         queue_per_worker=queue,
         autoscale=res.autoscale,
         max_size=limit,
+        imports=tuple(config.imports),
     )
 
 
