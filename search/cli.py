@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from evaluators.registry import UnknownComponentError
 from evaluators.vocabulary import FINISHED, StudyStatus
 from search.algorithms import AlgorithmConfigError
 from search.config import ConfigError, StudyConfig, load_config, parse_config
-from search.db_urls import DEFAULT_URL, URL_ENV, redact_url, store_url
+from search.db_urls import DEFAULT_URL, URL_ENV, redact_url, store_url, without_password
 from search.lease import leases, shown_status
 from search.store import Store, StoreError, StudyRow
 from search.workers import WorkerStartError
@@ -77,7 +79,7 @@ def launch(
     workers: int | None = typer.Option(None, help="number of worker actors (default: from config or CPUs)"),
     db: str | None = typer.Option(None, "--db", help=f"store URL (default: the config's store.url, else ${URL_ENV})"),
     name: str | None = typer.Option(None, help="study name (default: the config's name)"),
-    progress: bool = typer.Option(True, help="show the progress bar"),
+    progress: bool = typer.Option(True, help="show progress: a live bar on a terminal, a line every 30 s in a log"),
 ) -> None:
     """Start a new study from CONFIG and run it to its budget."""
     from search.runner import StudyRunner
@@ -100,7 +102,7 @@ def resume(
     db: str | None = DbOption,
     address: str | None = typer.Option(None, help="Ray cluster: 'auto' or ray://host:10001 (default: local)"),
     workers: int | None = typer.Option(None, help="number of worker actors"),
-    progress: bool = typer.Option(True, help="show the progress bar"),
+    progress: bool = typer.Option(True, help="show progress: a live bar on a terminal, a line every 30 s in a log"),
 ) -> None:
     """Continue a stopped or crashed study: re-queue what was in flight and run to the budget."""
     from search.runner import StudyRunner
@@ -123,6 +125,38 @@ def _report(store: Store, config: StudyConfig, study: StudyRow) -> None:
         wanted = config.export
         manifest = export_study(store, config.name, wanted.out, top=wanted.top, pareto=wanted.pareto)
     print_summary(console, store, study, manifest)
+    console.print("\nnext:", highlight=False)
+    for command in follow_up_commands(study, store.url):
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+
+
+def follow_up_commands(study: StudyRow, url: str) -> list[str]:
+    """The commands that go on from a run, spelled out for its study and store so they can be pasted as they are.
+
+    The store URL loses its password, as the store keeps it (PostgreSQL reads it from PGPASSWORD or ~/.pgpass).
+    """
+    program = _program()
+    name, db = shlex.quote(study.name), f"--db {shlex.quote(without_password(url))}"
+    commands = [
+        f"{program} status {name} {db}",
+        f"{program} dashboard {db}",
+        f"{program} export {name} --top 5 --out exported/ {db}",
+        f"{program} rerank {name} --top 5 --seeds 3 {db}",
+    ]
+    if study.status != StudyStatus.FINISHED:
+        commands.insert(1, f"{program} resume {name} {db}")
+    return commands
+
+
+def _program() -> str:
+    """How this command was called: `.venv/bin/layerforge` from the repository, else `layerforge`."""
+    called = Path(sys.argv[0])
+    if called.name != "layerforge":
+        return "layerforge"
+    try:
+        return str(called.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(called) if called.is_absolute() else "layerforge"
 
 
 @app.command("list")
@@ -265,7 +299,6 @@ def dashboard(
 ) -> None:
     """Serve the Streamlit dashboard over the store, read-only: it never locks or changes a running study."""
     import importlib.util
-    import sys
 
     url = store_url(db)
     Store(url, read_only=True).close()  # a wrong URL or a missing file fails here, with the store's message

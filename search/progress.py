@@ -1,4 +1,8 @@
-"""A study's progress as the CLI shows it: counts by status, the best first objective, evaluations per minute."""
+"""A study's progress as the CLI shows it: counts by status, the best first objective, evaluations per minute.
+
+On a terminal it is a live bar; in a log file (stderr not a terminal) a plain line every ``PLAIN_LINE_SECONDS`` and
+one at the end, so a redirected run is not silent for its whole budget.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,28 @@ from evaluators.config import Objective
 from evaluators.vocabulary import FINISHED, Status
 from search.objectives import oriented
 
+# How often a run whose output is not a terminal writes its progress line.
+PLAIN_LINE_SECONDS = 30.0
+
 
 class StudyProgress:
     """Kept incrementally as evaluations finish (and as the stored ones are replayed on resume)."""
 
-    def __init__(self, study: str, objective: Objective, budget: int | None, console: Console, show: bool):
+    def __init__(
+        self,
+        study: str,
+        objective: Objective,
+        budget: int | None,
+        console: Console,
+        show: bool,
+        plain_every: float = PLAIN_LINE_SECONDS,
+    ):
         self.study = study
+        self.budget = budget
+        self.console = console
+        self.plain = show and not console.is_terminal  # a log file gets plain lines; the bar would show nothing there
+        self.plain_every = plain_every
+        self.plain_printed_at: float | None = None
         self.objective = objective  # the best value shown is this one's
         self.counts: dict[Status, int] = {}
         self.finished = 0  # duplicates excluded, as the budget counts
@@ -30,7 +50,7 @@ class StudyProgress:
             TextColumn("{task.fields[line]}"),
             TimeElapsedColumn(),
             console=console,
-            disable=not show,
+            disable=not show or self.plain,
             transient=False,
         )
         self.task = self.bar.add_task("search", total=budget, study=study, line="")
@@ -55,12 +75,35 @@ class StudyProgress:
         """Wall time since this run started."""
         return time.time() - self.started
 
-    def refresh(self) -> None:
+    def __enter__(self) -> StudyProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.bar.stop()
+        if self.plain:
+            self._print_plain()
+
+    def line(self) -> str:
+        """Counts by status, the best value of the first objective and this run's evaluations per minute."""
         best = "-" if self.best is None else f"{self.objective.name}={self.best:.4g}"
         minutes = max(self.seconds() / 60, 1e-9)
         counts = " ".join(f"{status} {self.counts.get(status, 0)}" for status in FINISHED)
-        line = (
+        return (
             f"{counts} dup {self.counts.get(Status.DUPLICATE, 0)} | "
             f"best {best} | {(self.finished - self.finished_at_start) / minutes:.1f} eval/min"
         )
-        self.bar.update(self.task, completed=self.finished, study=self.study, line=line)
+
+    def refresh(self) -> None:
+        if self.plain:
+            now = time.time()
+            if self.plain_printed_at is None or now - self.plain_printed_at >= self.plain_every:
+                self._print_plain()
+            return
+        self.bar.update(self.task, completed=self.finished, study=self.study, line=self.line())
+
+    def _print_plain(self) -> None:
+        self.plain_printed_at = time.time()
+        budget = "-" if self.budget is None else self.budget
+        line = f"{self.study}: {self.finished}/{budget} finished | {self.line()}"
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)

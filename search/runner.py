@@ -180,7 +180,7 @@ class StudyRunner:
                 self.config.resources.max_attempts,
                 on_workers_started=self._log_workers_started,
             )
-            with run.progress.bar:
+            with run.progress:
                 run.progress.refresh()
                 abandoned = self.dispatcher.run(run)
             if lease.lost:

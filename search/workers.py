@@ -7,6 +7,7 @@ They never open the store.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
 import socket
@@ -44,7 +45,7 @@ def ensure_ray(address: str | None, object_store_memory_mb: int, tmpdir: str | P
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         return True
     tmp = Path(tmpdir).resolve()
     tmp.mkdir(parents=True, exist_ok=True)
@@ -56,6 +57,7 @@ def ensure_ray(address: str | None, object_store_memory_mb: int, tmpdir: str | P
             include_dashboard=False,
             _temp_dir=str(tmp),
             log_to_driver=False,
+            logging_level=logging.WARNING,  # Ray's own INFO lines ("Started a local Ray instance.") stay out
         )
     )
     return True
