@@ -97,12 +97,10 @@ class StudyRunner:
                 continue
             try:
                 resolved.append((entry, self.space.parse(entry)))
-            except GenomeError as exc:
-                if str(exc).startswith(f"seed {entry!r}"):  # a known seed this space's options cannot express
-                    raise ConfigError(f"space.seeds: {exc}") from None
+            except GenomeError as exc:  # an unknown name, a bad formula, or a seed these options cannot express
                 raise ConfigError(
-                    f"space.seeds: {entry!r} is neither a seed of space {self.space.kind!r} "
-                    f"({', '.join(sorted(named))}) nor a valid genome text: {exc}"
+                    f"space.seeds: {entry!r} is not usable in space {self.space.kind!r} "
+                    f"(its seeds here: {', '.join(sorted(named))}): {exc}"
                 ) from None
         return resolved
 
