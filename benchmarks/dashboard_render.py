@@ -130,6 +130,7 @@ def main() -> None:
     pages = [
         ("Studies", "studies", {}),
         ("Study", "study", {"study": "bench"}),
+        ("Explore", "explore", {"study": "bench"}),
         ("Candidate", "candidate", {"id": str(mid)}),
         ("Compare", "compare", {"ids": f"{mid},{mid + 1},{mid + 2}"}),
     ]

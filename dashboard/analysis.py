@@ -75,3 +75,53 @@ def histogram(values: pd.Series, bins: int = 40) -> pd.DataFrame:
         return pd.DataFrame(columns=["centre", "width", "count"])
     counts, edges = np.histogram(finite, bins=bins)
     return pd.DataFrame({"centre": (edges[:-1] + edges[1:]) / 2, "width": np.diff(edges), "count": counts})
+
+
+def history(log: pd.DataFrame, objective: Objective) -> pd.DataFrame:
+    """Every search evaluation in the order it was created: its number, candidate, status, the objective's value
+    (NaN where none was recorded) and the best value of the finished ones so far."""
+    if log.empty:
+        return pd.DataFrame(columns=["number", "candidate", "status", "value", "best"])
+    values = log[objective.name].to_numpy(dtype=float)
+    counted = (log["status"] == Status.DONE).to_numpy() & np.isfinite(values)
+    running = np.maximum.accumulate(np.where(counted, values * sign(objective), -np.inf))
+    return pd.DataFrame(
+        {
+            "number": np.arange(1, len(log) + 1),
+            "candidate": log["candidate"].to_numpy(),
+            "status": log["status"].astype(str).to_numpy(),
+            "value": values,
+            "best": np.where(np.isfinite(running), running * sign(objective), np.nan),
+        }
+    )
+
+
+def useful_range(values: np.ndarray, keep: float = 0.96, slack: float = 0.25) -> tuple[float, float] | None:
+    """An axis range that leaves out far outliers: the central ``keep`` share of the finite values, widened by
+    ``slack`` of its span on each side (never past the data), plus a small margin. None when there is nothing
+    to show or every value is equal (the plot's own autorange handles those)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    tail = (1 - keep) / 2
+    low, high = np.quantile(finite, [tail, 1 - tail])
+    span = high - low
+    low, high = max(finite.min(), low - slack * span), min(finite.max(), high + slack * span)
+    if high <= low:
+        return None
+    margin = 0.04 * (high - low)
+    return float(low - margin), float(high + margin)
+
+
+def top_rows(
+    done: pd.DataFrame, objectives: list[Objective], by: str, share: float, limit: int, least: int = 10
+) -> pd.DataFrame:
+    """The best candidates: the Pareto front when ``by`` is "Pareto front", else the best ``share`` of ``done`` by
+    objective ``by``, but at least ``least`` (a handful says little) and at most half of ``done`` and ``limit``."""
+    if done.empty:
+        return done
+    if by == "Pareto front":
+        return pareto_front(done, objectives).head(limit)
+    objective = next(o for o in objectives if o.name == by)
+    count = min(limit, len(done) // 2 or 1, max(least, round(share * len(done))))
+    return done.sort_values(by, ascending=sign(objective) < 0, kind="stable").head(count)

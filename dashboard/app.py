@@ -16,8 +16,10 @@ navigation = st.navigation(
     [
         st.Page(state.PAGES["studies"], title="Studies", icon=":material/table_rows:", default=True),
         st.Page(state.PAGES["study"], title="Study", icon=":material/monitoring:"),
+        st.Page(state.PAGES["explore"], title="Explore", icon=":material/insights:"),
         st.Page(state.PAGES["candidate"], title="Candidate", icon=":material/function:"),
         st.Page(state.PAGES["compare"], title="Compare", icon=":material/compare:"),
+        st.Page("views/transfer.py", title="Transfer", icon=":material/swap_horiz:"),
     ]
 )
 st.sidebar.caption(f"Store (read-only): `{redact_url(state.db_url())}`")

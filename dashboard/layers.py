@@ -63,12 +63,15 @@ def exported_module(
         return module, (Path(folder) / module).read_text()
 
 
+NO_PROXY = "all"  # where ``metrics_by_proxy`` files a metric of the whole candidate (a key without "@proxy")
+
+
 def metrics_by_proxy(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``metric@proxy`` keys as {metric: {proxy: value}}; keys without a proxy go under "all"."""
+    """``metric@proxy`` keys as {metric: {proxy: value}}; keys without a proxy go under ``NO_PROXY``."""
     table: dict[str, dict[str, Any]] = {}
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         metric, _, proxy = key.partition("@")
-        table.setdefault(metric, {})[proxy or "all"] = value
+        table.setdefault(metric, {})[proxy or NO_PROXY] = value
     return table

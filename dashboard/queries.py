@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import String, and_, desc, func, select, type_coerce
 from sqlalchemy.sql import ColumnElement, Select
 
+from dashboard.numbers import compact
 from evaluators.vocabulary import FINAL, FINISHED, Status, StudyStatus
 from search.lease import leases, shown_status
 from search.objectives import objectives_of, sign
@@ -132,7 +133,8 @@ def _table_filters(study_id: int, tq: TableQuery) -> list[ColumnElement[bool]]:
 def candidate_table(
     store: Store, study_id: int, objective_names: list[str], tq: TableQuery
 ) -> tuple[pd.DataFrame, int]:
-    """One page of candidates with their search evaluation, and the number of rows matching the filters."""
+    """One page of candidates with their search evaluation, and the number of rows matching the filters; the
+    objective columns come right after the id, so they are on screen however wide the formulas are."""
     where = _table_filters(study_id, tq)
     total_q = select(func.count()).select_from(E).where(and_(*where))
     objective_cols = [objective_column(n).label(n) for n in objective_names]
@@ -146,14 +148,14 @@ def candidate_table(
     q: Select[Any] = (
         select(
             C.id.label("candidate"),
-            C.formula,
-            C.origin,
-            C.mutation_op,
-            C.generation,
+            *objective_cols,
             E.status,
             E.stage,
+            C.formula,
+            C.generation,
+            C.origin,
+            C.mutation_op,
             E.reason,
-            *objective_cols,
             E.seconds,
             E.worker,
         )
@@ -184,20 +186,43 @@ STOPPED_EARLY = (Status.REJECTED, Status.FAILED, Status.DUPLICATE)  # what the r
 
 
 def reason_funnel(store: Store, study_id: int, top: int = 20) -> pd.DataFrame:
-    """Rejections, failures and duplicates grouped by stage and reason (numbers folded, so similar reasons merge)."""
+    """Rejections, failures and duplicates grouped by stage and reason. Numbers are folded to ``#`` so similar
+    reasons merge; ``values`` gives the range each ``#`` took and ``example`` the most frequent reason verbatim."""
     q = (
         select(E.status, E.stage, E.reason, func.count(), func.coalesce(func.sum(E.seconds), 0.0))
         .where(E.study_id == study_id, E.purpose == "search", E.status.in_(STOPPED_EARLY))
         .group_by(E.status, E.stage, E.reason)
     )
     rows = store.read(lambda s: s.execute(q).all())
-    frame = pd.DataFrame(rows, columns=["status", "stage", "reason", "count", "seconds"])
+    frame = pd.DataFrame(rows, columns=["status", "stage", "example", "count", "seconds"])
+    columns = ["status", "stage", "reason", "values", "count", "seconds", "example"]
     if frame.empty:
-        return frame
-    frame["reason"] = frame["reason"].fillna("").map(lambda r: _NUMBERS.sub("#", r)[:140] or "(no reason)")
+        return pd.DataFrame(columns=columns)
+    frame["example"] = frame["example"].fillna("")
+    frame["reason"] = frame["example"].map(lambda r: _NUMBERS.sub("#", r)[:140] or "(no reason)")
     frame["stage"] = frame["stage"].fillna("")
-    grouped = frame.groupby(["status", "stage", "reason"], as_index=False)[["count", "seconds"]].sum()
-    return grouped.sort_values("count", ascending=False).head(top).reset_index(drop=True)
+    keys = ["status", "stage", "reason"]
+    grouped = frame.groupby(keys, as_index=False)[["count", "seconds"]].sum()
+    by_count = frame.sort_values("count", ascending=False, kind="stable")
+    examples = by_count.groupby(keys, as_index=False)["example"].first()
+    values = frame.groupby(keys, as_index=False)["example"].agg(_number_ranges).rename(columns={"example": "values"})
+    merged = grouped.merge(values, on=keys).merge(examples, on=keys)
+    return merged.sort_values("count", ascending=False).head(top).reset_index(drop=True)[columns]
+
+
+def _number_ranges(reasons: pd.Series) -> str:
+    """The numbers a group of reasons holds, slot by slot: "3" when all agree, "0.1 - 97" when they vary."""
+    slots: list[list[float]] = []
+    for reason in reasons:
+        for index, match in enumerate(_NUMBERS.finditer(reason)):
+            if index == len(slots):
+                slots.append([])
+            slots[index].append(float(match.group()))
+    shown = []
+    for numbers in slots:
+        low, high = compact(min(numbers)), compact(max(numbers))
+        shown.append(low if low == high else f"{low} - {high}")
+    return ", ".join(shown)
 
 
 def worker_usage(store: Store, study_id: int) -> pd.DataFrame:
@@ -210,7 +235,7 @@ def worker_usage(store: Store, study_id: int) -> pd.DataFrame:
             _as_text(func.min(E.started_at)),
             _as_text(func.max(E.finished_at)),
         )
-        .where(E.study_id == study_id, E.worker.is_not(None), E.status.in_(FINISHED))
+        .where(E.study_id == study_id, E.purpose == "search", E.worker.is_not(None), E.status.in_(FINISHED))
         .group_by(E.worker)
         .order_by(E.worker)
     )
@@ -328,6 +353,24 @@ def ancestors(store: Store, candidate: CandidateRow, limit: int = 30) -> list[Ca
     return out[:limit]
 
 
+def genomes_of(store: Store, candidate_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The genomes of the given candidates (the few hundred or thousand an analysis samples), by id."""
+    q = select(C.id, C.genome).where(C.id.in_(candidate_ids))
+    return dict(store.read(lambda s: [tuple(r) for r in s.execute(q)]))
+
+
+def metrics_of(store: Store, evaluation_ids: list[int]) -> pd.DataFrame:
+    """The numeric metrics of the given evaluations, one column per metric, indexed by evaluation id."""
+    q = select(E.id, E.metrics).where(E.id.in_(evaluation_ids))
+    rows = store.read(lambda s: [tuple(r) for r in s.execute(q)])
+    numeric = {ev_id: {k: float(v) for k, v in (metrics or {}).items() if _is_number(v)} for ev_id, metrics in rows}
+    return pd.DataFrame.from_dict(numeric, orient="index").sort_index(axis=1)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def labels(store: Store, candidate_ids: list[int]) -> pd.DataFrame:
     """Formula and baseline name of the given candidates (the few a chart shows), indexed by candidate id."""
     q = select(C.id, C.formula, C.seed_name).where(C.id.in_(candidate_ids))
@@ -338,6 +381,15 @@ def seed_ids(store: Store, study_id: int) -> list[int]:
     """Candidates injected as named baselines (ReLU, GELU, ...)."""
     q = select(C.id).where(C.study_id == study_id, C.seed_name.is_not(None)).order_by(C.id)
     return store.read(lambda s: list(s.scalars(q)))
+
+
+def seed_candidates(store: Store, study_id: int) -> list[CandidateRow]:
+    """The study's named baselines (its seeds), first proposal of each name."""
+    q = select(C).where(C.study_id == study_id, C.seed_name.is_not(None)).order_by(C.id)
+    first: dict[str, CandidateRow] = {}
+    for cand in store.read(lambda s: list(s.scalars(q))):
+        first.setdefault(cand.seed_name, cand)
+    return list(first.values())
 
 
 def seed_candidate(store: Store, study_id: int, seed_name: str) -> CandidateRow | None:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import layers, queries
+from dashboard import importance, layers, queries
 from evaluators.config import INT32_MAX
 from search.db_urls import store_url
 from search.objectives import objectives_of
@@ -29,6 +29,7 @@ PAGES = {
     "study": "views/study.py",
     "candidate": "views/candidate.py",
     "compare": "views/compare.py",
+    "explore": "views/explore.py",
 }
 
 
@@ -68,6 +69,12 @@ def evaluation_log(study: StudyRow) -> pd.DataFrame:
     """Every search evaluation of the study, shared across sessions, topped up with rows newer than the cursor."""
     names = tuple(o.name for o in objectives_of(study))
     return _log(db_url(), study.id, names).refresh(store())
+
+
+@st.cache_data(ttl=LIVE_TTL_SECONDS, show_spinner=False)
+def study_labels(url: str) -> dict[int, tuple[list[str], str]]:
+    """Tags and note (``layerforge tag``/``note``) of every labelled study, by study id."""
+    return {study_id: (list(row.tags or []), row.note or "") for study_id, row in _open_store(url).labels().items()}
 
 
 @st.cache_data(ttl=LIVE_TTL_SECONDS, show_spinner=False)
@@ -114,6 +121,22 @@ def distinct_stages(url: str, study_id: int) -> list[str]:
     return queries.distinct_stages(_open_store(url), study_id)
 
 
+@st.cache_data(ttl=60, show_spinner=False, max_entries=16)
+def metrics_of(url: str, evaluation_ids: tuple[int, ...]) -> pd.DataFrame:
+    """Numeric metrics of a sample of evaluations (finished ones never change, so a minute's cache is safe)."""
+    return queries.metrics_of(_open_store(url), list(evaluation_ids))
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=16)
+def part_shares(url: str, study_id: int, top: tuple[int, ...], everyone: tuple[int, ...]) -> pd.DataFrame:
+    """``importance.part_shares`` of these candidates, their genomes read once and taken apart by their space."""
+    s = _open_store(url)
+    study = next(r for r in s.list_studies() if r.id == study_id)
+    genomes = queries.genomes_of(s, sorted(set(top) | set(everyone)))
+    parts = importance.parts_by_candidate(layers.space_of(study), genomes)
+    return importance.part_shares(parts, list(top), list(everyone))
+
+
 @st.cache_data(ttl=LIVE_TTL_SECONDS, show_spinner=False)
 def exported_module(url: str, candidate_id: int) -> tuple[str, str]:
     """The candidate's exported .py (file name, source), as of its latest search evaluation."""
@@ -150,9 +173,3 @@ def query_id(name: str) -> int | None:
         st.error(str(exc))
         st.stop()
     return ids[0] if ids else None
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)

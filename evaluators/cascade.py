@@ -160,6 +160,11 @@ def gate_threshold(dataset: Dataset, config: QualityGate) -> float:
     return config.min_chance_multiple / dataset.num_classes
 
 
+def gate_proxy(proxy: ProxyConfig, config: QualityGate) -> ProxyConfig:
+    """The proxy as the quality gate trains it: its settings with the gate's own lr warm-up."""
+    return proxy.model_copy(update={"warmup_fraction": config.warmup_fraction})
+
+
 def check_quality_gate(name: str, dataset: Dataset, metrics: dict[str, float], config: QualityGate) -> None:
     """A short training must get clearly above chance (classification) or stay finite (regression)."""
     if dataset.task == "classification":

@@ -75,6 +75,10 @@ class ProxyConfig(Strict):
     batch_size: int = Field(100, ge=1)
     lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    # Adam's lr over training: a linear warm-up over this share of the steps, then constant or cosine to zero.
+    # The 5% warm-up keeps softplus-like layers from diverging at lr 1e-2 (BENCHMARKS.md, "Proxy optimizer defaults").
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
     seed: int = 0
     recipe: Recipe = Field(default_factory=Recipe)
     recipes: dict[str, Recipe] = Field(default_factory=dict)
@@ -134,6 +138,9 @@ class QualityGate(Strict):
     steps: int = Field(50, ge=1)
     min_chance_multiple: float = Field(2.0, gt=0)  # every proxy must reach this multiple of chance accuracy
     min_val_acc: float | None = Field(None, ge=0, le=1)  # absolute threshold, overrides the chance multiple
+    # The gate's short run warms the lr up over this share of its steps (10 of 50 by default) in place of the
+    # proxy's own share: 5% of 50 steps is too short for softplus at lr 1e-2 (BENCHMARKS.md, proxy defaults).
+    warmup_fraction: float = Field(0.2, ge=0, lt=1)
 
 
 class Rejection(Strict):
@@ -196,7 +203,17 @@ class EvaluatorConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # bfloat16 autocast for proxy training on CUDA (Ampere or newer); ignored on CPU
     threads: int = Field(1, ge=1)  # torch threads per worker
+    # Jobs a worker takes at once, training them as one stacked model per proxy where it can (evaluators.batched);
+    # "auto" picks from the proxies' sizes and the device, 1 trains one candidate at a time.
+    candidates_per_batch: int | Literal["auto"] = 1
     timeout_seconds: float = Field(600.0, gt=0)  # per evaluation, enforced by the driver
+
+    @field_validator("candidates_per_batch")
+    @classmethod
+    def _at_least_one(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be 'auto' or an integer >= 1 (1 trains one candidate at a time), got {value}")
+        return value
 
     @model_validator(mode="after")
     def _objectives_name_known_proxies(self) -> EvaluatorConfig:

@@ -69,11 +69,14 @@ def fit(
     weight_decay: float,
     seed: int,
     amp: bool = False,
+    lr_schedule: str = "constant",
+    warmup_fraction: float = 0.0,
 ) -> list[float]:
     """Train ``model`` in place for ``steps`` iterations of the recipe's optimizer; returns the losses.
 
     ``lr``, ``batch_size`` and ``weight_decay`` are the proxy's, for Adam (a recipe's own lr wins); LBFGS takes
-    the whole training set and the recipe's lr (1.0 by default). ``amp`` (bfloat16 autocast on CUDA) applies
+    the whole training set and the recipe's lr (1.0 by default). ``lr_schedule`` and ``warmup_fraction`` shape
+    Adam's lr over the steps (``lr_factor``). ``amp`` (bfloat16 autocast on CUDA) applies
     to Adam only: LBFGS's line search needs float32 or better.
     """
     model.train()
@@ -86,7 +89,21 @@ def fit(
     if recipe.optimizer == "lbfgs":
         return _lbfgs(model, dataset, loss_fn, recipe, steps, schedule, update_grids)
     lr = recipe.lr or lr
-    return _adam(model, dataset, loss_fn, lr, weight_decay, steps, batch_size, seed, amp, schedule, update_grids)
+    factors = [lr_factor(step, steps, lr_schedule, warmup_fraction) for step in range(1, steps + 1)]
+    return _adam(model, dataset, loss_fn, lr, weight_decay, factors, batch_size, seed, amp, schedule, update_grids)
+
+
+def lr_factor(step: int, steps: int, schedule: str, warmup_fraction: float) -> float:
+    """The multiple of the base lr at 1-based ``step``: a linear warm-up over ``warmup_fraction`` of the steps
+    (it keeps activations like softplus from diverging in the first Adam steps at a high lr), then constant or
+    a cosine decay towards zero at ``steps``."""
+    warmup_steps = round(warmup_fraction * steps)
+    if step <= warmup_steps:
+        return step / (warmup_steps + 1)
+    if schedule == "cosine":
+        progress = (step - warmup_steps - 1) / max(1, steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
 
 
 def _grid_rows(dataset: Dataset, seed: int) -> torch.Tensor:
@@ -109,7 +126,7 @@ def _adam(
     loss_fn: LossFn,
     lr: float,
     weight_decay: float,
-    steps: int,
+    lr_factors: list[float],
     batch_size: int,
     seed: int,
     amp: bool,
@@ -125,7 +142,8 @@ def _adam(
     order, position = torch.randperm(n, generator=order_rng), 0
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     losses: list[float] = []
-    for step in range(1, steps + 1):
+    steps = len(lr_factors)
+    for step, factor in enumerate(lr_factors, start=1):
         if step - 1 in schedule:  # a grid update may replace parameters: a fresh optimizer follows it
             update_grids(step - 1)
             optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -138,6 +156,8 @@ def _adam(
         losses.append(_checked(loss.item(), f"step {step} of {steps}"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in optimizer.param_groups:
+            group["lr"] = lr * factor
         optimizer.step()
     return losses
 

@@ -118,7 +118,14 @@ def get_arch(name: str) -> ArchBuilder:
 
 
 # Modules that register built-in datasets and architectures on import (each owns one task family).
-_BUILTIN_MODULES = ("evaluators.data", "evaluators.archs", "evaluators.vision", "evaluators.kan_tasks")
+_BUILTIN_MODULES = (
+    "evaluators.data",
+    "evaluators.archs",
+    "evaluators.vision",
+    "evaluators.kan_tasks",
+    "evaluators.shapes",
+    "evaluators.transfer_tasks",
+)
 
 
 def _load_builtins() -> None:

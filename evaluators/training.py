@@ -95,6 +95,8 @@ def train_proxy(
             weight_decay=proxy.weight_decay,
             seed=seed,
             amp=amp,
+            lr_schedule=proxy.lr_schedule,
+            warmup_fraction=proxy.warmup_fraction,
         )
         train_seconds = time.perf_counter() - start
         metrics = evaluate_model(model, dataset, split)

@@ -8,7 +8,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -17,14 +17,16 @@ from rich.table import Table
 from evaluators.config import INT32_MAX
 from evaluators.proxy import EvaluatorSetupError
 from evaluators.registry import UnknownComponentError
-from evaluators.vocabulary import FINISHED, StudyStatus
+from evaluators.vocabulary import StudyStatus
 from search.algorithms import AlgorithmConfigError
-from search.config import ConfigError, StudyConfig, load_config, parse_config
+from search.config import ConfigError, load_config
 from search.db_urls import DEFAULT_URL, URL_ENV, redact_url, store_url, without_password
-from search.lease import leases, shown_status
 from search.store import Store, StoreError, StudyRow
 from search.workers import WorkerStartError
 from spaces import GenomeError, SpaceConfigError
+
+if TYPE_CHECKING:
+    from layerforge import Study
 
 USER_ERRORS = (
     ConfigError,
@@ -82,51 +84,48 @@ def launch(
     progress: bool = typer.Option(True, help="show progress: a live bar on a terminal, a line every 30 s in a log"),
 ) -> None:
     """Start a new study from CONFIG and run it to its budget."""
-    from search.runner import StudyRunner
+    from layerforge import create_study
 
     _check_workers(workers)
-    cfg = load_config(config)
-    if name:
-        cfg = parse_config({**cfg.model_dump(mode="json"), "name": name}, "--name")
-    if address:
-        cfg.ray.address = address
-    store = Store(db or cfg.store.url)
-    runner = StudyRunner(cfg, store, workers=workers, progress=progress, console=err_console)
-    _report(store, cfg, runner.run())
+    study = create_study(config, name=name, storage=db)
+    _report(study, study.run(workers=workers, address=address, progress=progress, console=err_console))
 
 
 @app.command()
 @user_errors
 def resume(
-    study: str = typer.Argument(..., help="study name"),
+    study: str = typer.Argument(..., help="study name (or a unique prefix)"),
     db: str | None = DbOption,
     address: str | None = typer.Option(None, help="Ray cluster: 'auto' or ray://host:10001 (default: local)"),
     workers: int | None = typer.Option(None, help="number of worker actors"),
     progress: bool = typer.Option(True, help="show progress: a live bar on a terminal, a line every 30 s in a log"),
+    evaluations: int | None = typer.Option(None, help="run N more evaluations (the new budget is stored)"),
+    minutes: float | None = typer.Option(None, help="run M more minutes (the new budget is stored)"),
 ) -> None:
-    """Continue a stopped or crashed study: re-queue what was in flight and run to the budget."""
-    from search.runner import StudyRunner
+    """Continue a stopped or crashed study: re-queue what was in flight and run to the budget. With --evaluations
+    and/or --minutes, extend a finished or stopped study's budget first (whichever is spent first stops it)."""
+    from layerforge import load_study
 
     _check_workers(workers)
-    store = Store(store_url(db))
-    runner = StudyRunner.for_existing(store, study, workers=workers, progress=progress, console=err_console)
-    if address:
-        runner.config.ray.address = address
-    _report(store, runner.config, runner.run(resume=True))
+    found = load_study(study, storage=db)
+    finished_before = evaluations is None and minutes is None and found.status == StudyStatus.FINISHED
+    manifest = found.run(
+        evaluations, minutes, workers=workers, address=address, progress=progress, console=err_console
+    )
+    if finished_before:
+        err_console.print(f"`resume {study} --evaluations N` (or --minutes M) runs it further", highlight=False)
+    _report(found, manifest)
 
 
-def _report(store: Store, config: StudyConfig, study: StudyRow) -> None:
-    """After a run: export the best layers if the config asks and the study finished, then the summary."""
-    from search.export import export_study
+def _report(study: Study, manifest: Path | None) -> None:
+    """After a run: the summary (naming the export the config asked for, if the run wrote one), then the commands
+    that go on from it."""
     from search.summary import print_summary
 
-    manifest = None
-    if config.export.out and study.status == StudyStatus.FINISHED:
-        wanted = config.export
-        manifest = export_study(store, config.name, wanted.out, top=wanted.top, pareto=wanted.pareto)
-    print_summary(console, store, study, manifest)
+    row = study.row
+    print_summary(console, study.store, row, manifest)
     console.print("\nnext:", highlight=False)
-    for command in follow_up_commands(study, store.url):
+    for command in follow_up_commands(row, study.storage):
         console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -162,25 +161,10 @@ def _program() -> str:
 @app.command("list")
 @user_errors
 def list_studies(db: str | None = DbOption) -> None:
-    """List the studies in the store."""
-    store = Store(store_url(db), read_only=True)
-    table = Table()
-    for col in ("name", "space", "algorithm", "status", "finished", "budget", "created"):
-        table.add_column(col)
-    held = leases(store)
-    for s in store.list_studies():
-        counts = store.count_by_status(s.id)
-        finished = sum(counts.get(status, 0) for status in FINISHED)
-        table.add_row(
-            s.name,
-            s.space,
-            s.algorithm,
-            shown_status(s, held.get(s.id)),
-            str(finished),
-            str(s.budget_evaluations or "-"),
-            s.created_at.strftime("%Y-%m-%d %H:%M"),
-        )
-    console.print(table)
+    """List the studies in the store: status, what stopped each, evaluations and minutes against the budget, tags."""
+    from search.summary import studies_table
+
+    console.print(studies_table(Store(store_url(db), read_only=True), console.width))
 
 
 @app.command()
@@ -189,32 +173,38 @@ def status(
     study: str | None = typer.Argument(None, help="study name (default: all)"), db: str | None = DbOption
 ) -> None:
     """Show a study's summary (or list all studies)."""
-    from search.summary import print_summary
+    from layerforge import load_study
 
     if study is None:
         list_studies(db)
         return
-    store = Store(store_url(db), read_only=True)
-    print_summary(console, store, store.get_study(study))
+    load_study(study, storage=db).summary(console)
 
 
 @app.command()
 @user_errors
 def export(
-    study: str = typer.Argument(..., help="study name"),
+    study: str = typer.Argument(..., help="study name (or a unique prefix)"),
     out: Path = typer.Option(..., "--out", help="output folder"),
-    top: int | None = typer.Option(None, help="export the best K by the first objective"),
+    top: int | None = typer.Option(None, help="export the best K (by --by); with --pareto, up to K of the front"),
     pareto: bool = typer.Option(False, help="export the Pareto front over all objectives"),
+    by: str | None = typer.Option(None, "--by", help="rank by this objective (default: the first)"),
     db: str | None = DbOption,
 ) -> None:
-    """Write the chosen layers as standalone PyTorch modules, their genomes and a manifest."""
-    from search.export import export_study
+    """Write the chosen layers as standalone PyTorch modules, their genomes and a manifest: the top K by one
+    objective, the Pareto front, or up to K of the front (--pareto --top K: the K best by --by if given, else the K
+    least crowded)."""
+    from layerforge import load_study
 
-    if (top is None) == (not pareto):
-        raise ConfigError("choose exactly one of --top K or --pareto")
+    if by is not None and top is None:
+        raise ConfigError("--by ranks the best K: give --top K with it")
+    if top is None and not pareto:
+        raise ConfigError(
+            "choose what to export: exactly one of --top K or --pareto, or both for up to K of the Pareto front"
+        )
     if top is not None and top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
-    manifest = export_study(Store(store_url(db), read_only=True), study, out, top=top, pareto=pareto)
+    manifest = load_study(study, storage=db).export(out, top=top, pareto=pareto, by=by)
     console.print(f"exported to {out} (manifest: {manifest})")
 
 
@@ -232,18 +222,26 @@ def rerank(
     objective on the test split, which nothing selects on."""
     from search.rerank import compare
     from search.rerank import rerank as run_rerank
-    from search.results import mean_std, test_names
+    from search.results import MIN_SEEDS, mean_std, test_names
 
     if top < 1 or seeds < 1 or (steps is not None and steps < 1):
         raise ConfigError("--top, --seeds and --steps must be at least 1")
     if steps is not None and steps > INT32_MAX:
         raise ConfigError(f"--steps must be at most {INT32_MAX} (the store keeps it as a 32-bit integer)")
     _check_workers(workers)
+    if seeds < MIN_SEEDS:
+        err_console.print(
+            f"[yellow]warning: {seeds} seeds are too few to tell a layer from the seed noise; use --seeds "
+            f"{MIN_SEEDS} or more[/yellow]"
+        )
     store = Store(store_url(db))
     rows = run_rerank(store, study, top=top, seeds=seeds, steps=steps, console=err_console, workers=workers)
     row = store.get_study(study)
     names = test_names(row)
-    table = Table(title=f"Re-ranking of {study!r} on the test split: {seeds} seeds, {steps or 'search'} steps")
+    table = Table(
+        title=f"Re-ranking of {row.name!r}: rerank runs on the test split, {seeds} seeds, {steps or 'search'} steps "
+        "(kept apart from the search's validation numbers)"
+    )
     table.add_column("candidate")
     table.add_column("formula")
     for n in names:
@@ -257,6 +255,64 @@ def rerank(
     console.print(table)
     for line in compare(rows, row):
         console.print(line)
+
+
+@app.command()
+@user_errors
+def transfer(
+    study: str = typer.Argument(..., help="study name"),
+    top: int = typer.Option(3, help="transfer the best K searched candidates (plus the baselines)"),
+    seeds: int = typer.Option(3, help="training seeds per candidate and proxy"),
+    steps_scale: float = typer.Option(1.0, help="multiply every transfer proxy's training steps by this"),
+    baselines: str | None = typer.Option(None, help="baseline seeds of the study, e.g. relu,gelu (default: relu, "
+                                         "gelu, silu, mish where the study has them, else all its seeds)"),
+    workers: int | None = typer.Option(None, help="number of worker actors"),
+    db: str | None = DbOption,
+) -> None:
+    """Train the top candidates and the baselines on networks of other families (ResNets with post- and
+    pre-activation blocks, a small transformer LM) on train + validation; print test accuracy per proxy with a
+    paired test against the best baseline."""
+    from search.transfer import transfer as run_transfer
+    from search.transfer_results import print_comparison
+
+    if top < 1 or seeds < 1 or steps_scale <= 0:
+        raise ConfigError("--top and --seeds must be at least 1 and --steps-scale positive")
+    _check_workers(workers)
+    names = None if baselines is None else [n.strip() for n in baselines.split(",") if n.strip()]
+    store = Store(store_url(db))
+    results, steps = run_transfer(
+        store, study, top=top, seeds=seeds, console=err_console, steps_scale=steps_scale, baseline_names=names,
+        workers=workers,
+    )  # fmt: skip
+    print_comparison(console, f"Transfer of {study!r}", results, steps)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    layer: str = typer.Argument(..., help="a formula of the space (x*sigmoid(x)) or a stored candidate STUDY:ID"),
+    task: str = typer.Option(..., "--task", help="MODULE:FUNCTION returning a search.evaluate_task.UserTask"),
+    seeds: int = typer.Option(3, help="training seeds per layer"),
+    steps: int | None = typer.Option(None, help="training steps (default: the task's)"),
+    baselines: str | None = typer.Option(None, help="named seeds of the space, e.g. relu,gelu (default: relu, "
+                                         "gelu, silu, mish where the space has them, else all its seeds)"),
+    space: str = typer.Option("activation", help="the space a formula belongs to"),
+    db: str | None = DbOption,
+) -> None:
+    """Train your own model with LAYER swapped in for its activations (or norms, for a norm-act layer), and with the
+    baselines; print test accuracy with a paired test against the best baseline."""
+    from search.evaluate_task import baseline_layers, evaluate_on_task, load_task, resolve_layer
+    from search.transfer_results import print_comparison
+
+    if seeds < 1 or (steps is not None and steps < 1):
+        raise ConfigError("--seeds and --steps must be at least 1")
+    stored = ":" in layer and layer.rpartition(":")[2].isdigit()
+    found = resolve_layer(layer, space_kind=space, store=Store(store_url(db), read_only=True) if stored else None)
+    names = None if baselines is None else [n.strip() for n in baselines.split(",") if n.strip()]
+    user_task = load_task(task)
+    layers = [found, *(b for b in baseline_layers(found.space, names) if b.genome != found.genome)]
+    results, used = evaluate_on_task(user_task, layers, seeds=seeds, steps=steps, console=err_console)
+    print_comparison(console, f"{found.label} in {task}", results, used)
 
 
 @app.command()
@@ -319,6 +375,73 @@ def dashboard(
     sys.stdout.flush()
     # Become the Streamlit server, so Ctrl-C and SIGTERM reach it directly and no child outlives this command.
     os.execve(sys.executable, command, {**os.environ, URL_ENV: url})
+
+
+@app.command()
+@user_errors
+def rename(
+    study: str = typer.Argument(..., help="study name (or a unique prefix)"),
+    new_name: str = typer.Argument(..., help="its new name"),
+    db: str | None = DbOption,
+) -> None:
+    """Give a study a new name (refused while a driver runs it)."""
+    from search.study_admin import rename_study
+
+    store = Store(store_url(db))
+    old_name = store.get_study(study).name
+    rename_study(store, old_name, new_name)
+    console.print(f"renamed study {old_name!r} to {new_name!r}", highlight=False)
+
+
+@app.command()
+@user_errors
+def delete(
+    study: str = typer.Argument(..., help="study name (or a unique prefix)"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="delete without asking"),
+    db: str | None = DbOption,
+) -> None:
+    """Delete a study with its candidates, evaluations and events, in one transaction (refused while a driver
+    runs it). Asks first unless --yes."""
+    from search.study_admin import count_rows, delete_study
+
+    store = Store(store_url(db))
+    row = store.get_study(study)
+    if not yes:
+        question = f"delete study {row.name!r} and its {count_rows(store, row)} from {redact_url(store.url)}?"
+        typer.confirm(question, abort=True)
+    deleted = delete_study(store, row.name)
+    console.print(f"deleted study {row.name!r} and its {deleted}", highlight=False)
+
+
+@app.command()
+@user_errors
+def tag(
+    study: str = typer.Argument(..., help="study name (or a unique prefix)"),
+    action: str = typer.Argument(..., help="add or remove"),
+    tags: list[str] = typer.Argument(..., help="one or more tags"),
+    db: str | None = DbOption,
+) -> None:
+    """Add or remove a study's tags (shown by list and status)."""
+    from search.study_admin import tag_study
+
+    if action not in ("add", "remove"):
+        raise ConfigError(f"the action is add or remove, got {action!r}: `layerforge tag STUDY add TAG`")
+    now = tag_study(Store(store_url(db)), study, action, tags)
+    console.print(f"tags: {', '.join(now) or 'none'}", highlight=False)
+
+
+@app.command()
+@user_errors
+def note(
+    study: str = typer.Argument(..., help="study name (or a unique prefix)"),
+    text: str = typer.Argument(..., help='the note (replaces the one before; "" clears it)'),
+    db: str | None = DbOption,
+) -> None:
+    """Set a study's note (shown by list and status)."""
+    from search.study_admin import note_study
+
+    note_study(Store(store_url(db)), study, text)
+    console.print("note set" if text.strip() else "note cleared")
 
 
 def main() -> None:

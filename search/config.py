@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -160,8 +161,17 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def importable_from_here() -> None:
+    """Modules in the current folder are found, as with `python -m` (a console script's path starts at its own
+    folder instead). Ray passes the driver's path on to its workers."""
+    if str(Path.cwd()) not in sys.path and "" not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+
+
 def import_plugins(modules: Sequence[str]) -> None:
     """Import a config's plug-in modules, which register their datasets, architectures, spaces and objectives."""
+    if modules:
+        importable_from_here()
     for module in modules:
         if not all(part.isidentifier() for part in module.split(".")):
             raise ConfigError(f"imports: {module!r} is not a module name; give dotted names such as mypkg.tasks")

@@ -107,3 +107,38 @@ class StudyProgress:
         budget = "-" if self.budget is None else self.budget
         line = f"{self.study}: {self.finished}/{budget} finished | {self.line()}"
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+class CountProgress:
+    """Jobs done out of a total (rerank, transfer, tabulate): a live bar on a terminal; in a log, a plain line
+    every ``plain_every`` seconds and at the end, since a bar would show nothing there."""
+
+    def __init__(self, console: Console, description: str, total: int, plain_every: float = PLAIN_LINE_SECONDS):
+        self.console, self.description, self.total = console, description, total
+        self.plain = not console.is_terminal
+        self.plain_every = plain_every
+        self.done = 0
+        self.started = self.printed_at = time.time()
+        self.bar = Progress(console=console, disable=self.plain)
+        self.task = self.bar.add_task(description, total=total)
+
+    def __enter__(self) -> CountProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.bar.stop()
+        if self.plain:
+            self._print_plain()
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        self.bar.advance(self.task, count)
+        if self.plain and time.time() - self.printed_at >= self.plain_every:
+            self._print_plain()
+
+    def _print_plain(self) -> None:
+        self.printed_at = time.time()
+        minutes = (self.printed_at - self.started) / 60
+        line = f"{self.description}: {self.done}/{self.total} done | {minutes:.1f} min"
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)

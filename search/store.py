@@ -18,11 +18,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from evaluators.vocabulary import FINAL, IN_FLIGHT, Status
 from search.db_urls import redact_url, without_password
 from search.store_engine import StoreError, make_engine
-from search.tables import Base, CandidateRow, EvaluationRow, EventRow, LeaseRow, StudyRow, utcnow
+from search.tables import Base, CandidateRow, EvaluationRow, EventRow, LeaseRow, StudyLabelRow, StudyRow, utcnow
 
-__all__ = ["CandidateRow", "EvaluationRow", "EventRow", "LeaseRow", "Store", "StoreError", "StudyRow", "utcnow"]
+__all__ = [
+    "CandidateRow",
+    "EvaluationRow",
+    "EventRow",
+    "LeaseRow",
+    "Store",
+    "StoreError",
+    "StudyLabelRow",
+    "StudyRow",
+    "utcnow",
+]
 
 T = TypeVar("T")
+
+PREFIX_MATCHES_SHOWN = 10  # an ambiguous study name prefix lists this many of the studies it matches
 
 
 class Store:
@@ -132,11 +144,28 @@ class Store:
             ) from None
 
     def get_study(self, name: str) -> StudyRow:
-        row = self.read(lambda s: s.scalars(select(StudyRow).where(StudyRow.name == name)).first())
-        if row is None:
-            names = ", ".join(r.name for r in self.list_studies()) or "none"
-            raise StoreError(f"no study named {name!r} in {self._safe_url()}; studies: {names}")
-        return row
+        """The study named ``name``, or else the one study whose name starts with it (``quickstart`` for
+        ``quickstart-20260101-120000``); an ambiguous prefix is refused with the names it matches."""
+
+        def find(s: Session) -> list[StudyRow]:
+            exact = s.scalars(select(StudyRow).where(StudyRow.name == name)).first()
+            if exact is not None:
+                return [exact]
+            starts = select(StudyRow).where(StudyRow.name.startswith(name, autoescape=True)).order_by(StudyRow.id)
+            return list(s.scalars(starts.limit(PREFIX_MATCHES_SHOWN + 1)))
+
+        found = self.read(find) if name else []
+        if len(found) == 1:
+            return found[0]
+        if found:
+            shown = ", ".join(r.name for r in found[:PREFIX_MATCHES_SHOWN])
+            more = ", ..." if len(found) > PREFIX_MATCHES_SHOWN else ""
+            raise StoreError(
+                f"study name {name!r} is ambiguous in {self._safe_url()}: it starts {shown}{more}; "
+                "give more of the name"
+            )
+        names = ", ".join(r.name for r in self.list_studies()) or "none"
+        raise StoreError(f"no study named {name!r} in {self._safe_url()}; studies: {names}")
 
     def list_studies(self) -> list[StudyRow]:
         return self.read(lambda s: list(s.scalars(select(StudyRow).order_by(StudyRow.id))))
@@ -257,6 +286,18 @@ class Store:
     def events(self, study_id: int, after_id: int = 0) -> list[EventRow]:
         q = select(EventRow).where(EventRow.study_id == study_id, EventRow.id > after_id).order_by(EventRow.id)
         return self.read(lambda s: list(s.scalars(q)))
+
+    def latest_event(self, study_id: int, kinds: tuple[str, ...]) -> EventRow | None:
+        """The study's newest event of one of these kinds."""
+        q = select(EventRow).where(EventRow.study_id == study_id, EventRow.kind.in_(kinds))
+        return self.read(lambda s: s.scalars(q.order_by(EventRow.id.desc()).limit(1)).first())
+
+    # -- labels -----------------------------------------------------------------------------------
+    def labels(self) -> dict[int, StudyLabelRow]:
+        """Every labelled study's tags and note by study id; none in a store written before labels existed."""
+        if not self.read(lambda s: inspect(s.connection()).has_table(StudyLabelRow.__tablename__)):
+            return {}
+        return self.read(lambda s: {row.study_id: row for row in s.scalars(select(StudyLabelRow))})
 
 
 def _lasting_sqlite_error(exc: DBAPIError) -> bool:

@@ -172,8 +172,10 @@ class StudyRun:
         return Job(ev_id, self._payload(genome), context=context)
 
     def _describe(self, genome: Genome) -> str:
+        """The formula people read in every table (simplified where the space simplifies); the genome keeps
+        the exact form."""
         try:
-            return self.space.describe(genome, "text")
+            return self.space.describe(genome, "display")
         except Exception:  # noqa: BLE001 - a formula is cosmetic; never lose a candidate over it
             return ""
 

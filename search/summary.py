@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from evaluators.vocabulary import FINISHED, Stage
+from evaluators.splits import TEST, on_split
+from evaluators.vocabulary import Stage, StudyStatus
 from search.lease import leases, shown_status
 from search.objectives import objectives_of
 from search.results import (
@@ -25,8 +27,10 @@ from search.results import (
     scored_candidates,
     test_names,
     top_k,
+    versus_best_baseline,
 )
-from search.store import Store, StudyRow
+from search.store import Store, StudyLabelRow, StudyRow
+from search.study_admin import finished_evaluations
 
 PARETO_ROWS = 20  # the front table shows at most this many members, best first by the first objective
 SELECTION = "validation split: what selection saw, not a final result"
@@ -36,10 +40,118 @@ def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
 
 
+def batching_line(store: Store, study: StudyRow) -> str:
+    """How many candidates the workers trained per batch and, per proxy, how many shared one stacked model
+    (``evaluator.candidates_per_batch``); "" for a study that trained one candidate at a time."""
+    done = [e.metrics for _, e in store.evaluations(study.id) if e.status == "done" and e.metrics.get("batch_members")]
+    if not done:
+        return ""
+    sizes = [m["batch_members"] for m in done]
+    proxies = sorted({key.split("@", 1)[1] for m in done for key in m if key.startswith("stacked@")})
+    stacks = ", ".join(
+        f"{name} {sum(stacked) / len(stacked):.1f}"
+        for name in proxies
+        if (stacked := [m[f"stacked@{name}"] for m in done if f"stacked@{name}" in m])
+    )
+    return (
+        f"batched training: {sum(sizes) / len(sizes):.1f} candidates trained together per batch on average "
+        f"(largest {max(sizes):.0f}); per stacked model: {stacks}"
+    )
+
+
 def evaluations_per_minute(store: Store, study: StudyRow) -> float:
-    counts = store.count_by_status(study.id)
-    finished = sum(counts.get(status, 0) for status in FINISHED)
+    finished = finished_evaluations(store, study)
     return finished / (study.active_seconds / 60) if study.active_seconds else 0.0
+
+
+def stopped_by(store: Store, study: StudyRow, shown: StudyStatus, finished: int) -> str:
+    """What stopped a study: the budget it spent (``evaluations 110/110``, ``minutes 8.5/8.5``), ``interrupted``
+    for one whose driver died, or what else stops a run; "" while it runs or before it started."""
+    if shown == StudyStatus.INTERRUPTED:
+        return "interrupted"
+    if shown not in (StudyStatus.FINISHED, StudyStatus.STOPPED):
+        return ""
+    spent = (study.active_seconds or 0.0) / 60
+    if study.budget_evaluations is not None and finished >= study.budget_evaluations:
+        return f"evaluations {finished}/{study.budget_evaluations}"
+    if study.budget_minutes is not None and spent >= study.budget_minutes:
+        return f"minutes {spent:.1f}/{study.budget_minutes:.1f}"
+    if shown == StudyStatus.FINISHED:
+        return "budget"
+    latest = store.latest_event(study.id, ("budget", StudyStatus.STOPPED))
+    extended = latest is not None and latest.kind == "budget"
+    return "budget extended, not resumed yet" if extended else "Ctrl-C or an error"
+
+
+def _used(used: float | int, budget: float | int | None, fmt: str) -> str:
+    """``89/110``; ``89/-`` without that budget."""
+    return f"{used:{fmt}}/" + ("-" if budget is None else f"{budget:{fmt}}")
+
+
+def labels_text(labels: StudyLabelRow | None) -> str:
+    """``tags: a, b | note: ...``, or "" for a study without either."""
+    if labels is None:
+        return ""
+    parts = [f"tags: {', '.join(labels.tags)}"] if labels.tags else []
+    parts += [f"note: {labels.note}"] if labels.note else []
+    return " | ".join(parts)
+
+
+def _short_labels(labels: StudyLabelRow | None) -> str:
+    """``a, b (the note)`` for a table cell."""
+    if labels is None:
+        return ""
+    return ", ".join(labels.tags) + (f" ({labels.note})" if labels.note and labels.tags else labels.note)
+
+
+NAME_WIDTH = 26  # on a narrow console, study names up to this long (a quickstart's) stay on one line
+WIDE = 120  # on a console at least this wide the list also shows each study's space, algorithm and creation time
+
+
+def studies_table(store: Store, width: int = WIDE) -> Table:
+    """Every study in the store: status and what stopped it, evaluations and minutes against the budget, tags and
+    note; on a console ``WIDE`` columns or wider also space, algorithm and creation time.
+
+    On a narrower one the table is sized to fit (Rich would otherwise cut wrapped cells): no status or number is
+    cut at 80 columns; a long name, what stopped a study and the tags wrap instead.
+    """
+    wide = width >= WIDE
+    held, labels = leases(store), store.labels()
+    rows = []
+    for s in store.list_studies():
+        shown = shown_status(s, held.get(s.id))
+        finished = finished_evaluations(store, s)
+        cells = [
+            s.name,
+            shown,
+            stopped_by(store, s, shown, finished),
+            _used(finished, s.budget_evaluations, "d"),
+            _used((s.active_seconds or 0.0) / 60, s.budget_minutes, ".1f"),
+        ]
+        if wide:
+            cells += [f"{s.space} / {s.algorithm}", s.created_at.strftime("%Y-%m-%d %H:%M")]
+        rows.append([*cells, _short_labels(labels.get(s.id))])
+    headers = ["name", "status", "stopped by", "finished", "minutes"]
+    headers += ["space / algorithm", "created"] if wide else []
+    headers.append("tags / note")
+    natural = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    if wide:
+        for header in headers:
+            justify = "right" if header in ("finished", "minutes") else "left"
+            table.add_column(header, justify=justify, no_wrap=header != "tags / note")
+    else:
+        fixed = [min(natural[0], NAME_WIDTH), len(StudyStatus.INTERRUPTED), len("evaluations"), *natural[3:5]]
+        left = width - sum(fixed) - 2 * len(fixed)  # two spaces between columns
+        table.add_column("name", overflow="fold", max_width=fixed[0])
+        table.add_column("status", no_wrap=True)
+        table.add_column("stopped by", max_width=fixed[2])
+        table.add_column("finished", justify="right", no_wrap=True)
+        table.add_column("minutes", justify="right", no_wrap=True)
+        table.add_column("tags / note", max_width=max(left, 6))
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _candidate_table(title: str, rows: list[Scored], names: list[str]) -> Table:
@@ -73,6 +185,33 @@ def _final_table(study: StudyRow, results: list[FinalResult]) -> Table:
         steps = "search" if r.steps is None else str(r.steps)
         table.add_row(_label(r.candidate.id, r.candidate.seed_name), r.candidate.formula, steps, *cells)
     return table
+
+
+def final_verdict(study: StudyRow, results: list[FinalResult]) -> list[str]:
+    """The study's answer on the test split: does any searched layer beat the best baseline on some objective
+    beyond the seed noise (paired p < 0.05 against the baseline best on that objective, at the same budget)?"""
+    wins, compared = [], 0
+    for steps in sorted({r.steps for r in results}, key=lambda s: -1 if s is None else s):  # the search's first
+        at_budget = [r for r in results if r.steps == steps]
+        seeded = [r for r in at_budget if r.candidate.origin == "seed"]
+        for objective in objectives_of(study):
+            name = on_split(objective.name, TEST)
+            runs = {r.candidate.seed_name or str(r.candidate.id): r.by_seed(name) for r in seeded}
+            for r in (r for r in at_budget if r.candidate.origin != "seed"):
+                comparison = versus_best_baseline(r.by_seed(name), runs, objective.direction)
+                if comparison is None or comparison.p_value is None:
+                    continue
+                compared += 1
+                if comparison.verdict == "beats":
+                    wins.append(comparison.sentence(f"c{r.candidate.id}", name))
+    if not compared:
+        return ["Verdict: no searched layer and baseline have test-split runs (2+ seeds) at one budget to compare yet."]
+    if wins:
+        return ["Verdict (test split): a searched layer beats the best baseline beyond the seed noise:", *wins]
+    return [
+        f"Verdict (test split): no searched layer beats the best baseline on any objective beyond the seed noise "
+        f"(paired p < 0.05 needed; {compared} comparisons made)."
+    ]
 
 
 def _funnel_table(store: Store, study: StudyRow) -> tuple[Table, str]:
@@ -129,6 +268,8 @@ def print_summary(
     final = final_results(store, study)
     if final:
         console.print(_final_table(study, final))
+        for line in final_verdict(study, final):
+            console.print(line, markup=False, highlight=False)
     else:
         console.print(
             f"No test-split results yet: `layerforge rerank {study.name} --top K --seeds S` trains the top candidates "
@@ -141,11 +282,21 @@ def print_summary(
         console.print(outside)
 
     counts = store.count_by_status(study.id)
+    shown = shown_status(study, leases(store).get(study.id))
+    by = stopped_by(store, study, shown, finished_evaluations(store, study))
     console.print(
         "status: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         + f" | {evaluations_per_minute(store, study):.1f} evaluations/minute over {study.active_seconds / 60:.1f} min"
-        + f" | study {shown_status(study, leases(store).get(study.id))}"
+        + f" | study {shown}"
     )
+    batching = batching_line(store, study)
+    if batching:
+        console.print(batching, markup=False, highlight=False)
+    if by:
+        console.print(f"stopped by: {by}", markup=False, highlight=False)
+    labels = labels_text(store.labels().get(study.id))
+    if labels:
+        console.print(labels, markup=False, highlight=False)
     if export_manifest is not None:
         console.print(f"exported the best layers to {export_manifest.parent} (manifest: {export_manifest})")

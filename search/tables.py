@@ -1,4 +1,4 @@
-"""The store's tables as SQLAlchemy rows: studies, candidates, evaluations, events and study leases."""
+"""The store's tables as SQLAlchemy rows: studies, candidates, evaluations, events, study leases and labels."""
 
 from __future__ import annotations
 
@@ -125,3 +125,16 @@ class LeaseRow(Base):
     acquired_at: Mapped[datetime] = mapped_column(DateTime)
     renewed_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)  # set to the release time when the driver ends
+
+
+class StudyLabelRow(Base):
+    """A study's tags and note, written by the user (``layerforge tag``/``note``), never by a driver.
+
+    A table of its own rather than columns on ``studies``: stores written before it existed read back unchanged,
+    even read-only (a reader finds no table and sees no labels); a writer's ``create_all`` adds it.
+    """
+
+    __tablename__ = "study_labels"
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)  # sorted, unique
+    note: Mapped[str] = mapped_column(Text, default="")

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress
 
 from evaluators.fingerprint import fingerprint_or_none
 from evaluators.outcome import Outcome
@@ -29,6 +28,7 @@ from evaluators.table import FORMULA, GENOME, GENOMES, KEY, RecordedTable, run_c
 from evaluators.vocabulary import Stage, Status
 from search.config import ConfigError, StudyConfig
 from search.dispatch import Dispatcher, Job
+from search.progress import CountProgress
 from search.workers import make_pool, start_ray_for, stop_ray
 from spaces import Genome, Space, get_space
 
@@ -115,8 +115,7 @@ class Tabulation:
         self.stop_requested = threading.Event()
         self.evaluations = 0
         self._last_write = time.monotonic()
-        self.progress: Progress | None = None
-        self._task: Any = None
+        self.progress: CountProgress | None = None
 
     def _meta(self) -> dict[str, Any]:
         cfg = self.config
@@ -202,7 +201,7 @@ class Tabulation:
         if function.jobs_left == 0:
             self.rows[function.key] = function.cells
         if self.progress is not None:
-            self.progress.advance(self._task, advance)
+            self.progress.advance(advance)
 
     def write(self) -> None:
         ordered = [self.rows[key] for key in self.functions if key in self.rows]
@@ -235,9 +234,8 @@ class Tabulation:
         previous = _install_sigint(self)
         try:
             pool.start()
-            with Progress(console=self.console) as progress:
+            with CountProgress(self.console, f"tabulate {self.out.name}", self.total_runs()) as progress:
                 self.progress = progress
-                self._task = progress.add_task(f"tabulate {self.out.name}", total=self.total_runs())
                 Dispatcher(pool, cfg.evaluator.timeout_seconds, cfg.resources.max_attempts).run(self)
         finally:
             if previous is not None:

@@ -137,6 +137,10 @@ class EvaluationWorker:
         elif config.device == "cuda":
             raise RuntimeError("evaluator.device is 'cuda' but this worker was given no GPU; set gpus_per_worker")
         self.evaluator = make_evaluator(space.build(), config, device=device)
+        # How many jobs this worker takes at once: the proxy evaluator resolves "auto" from its proxies and device.
+        self.candidates_per_batch = getattr(self.evaluator, "candidates_per_batch", None) or (
+            1 if config.candidates_per_batch == "auto" else config.candidates_per_batch
+        )
         self.host = socket.gethostname()
         self.node_id = ray.get_runtime_context().get_node_id()
 
@@ -148,6 +152,7 @@ class EvaluationWorker:
             "pid": os.getpid(),
             **self.gpu,
             **self.evaluator.info(),
+            "candidates_per_batch": self.candidates_per_batch,
         }
 
     def evaluate(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -165,6 +170,32 @@ class EvaluationWorker:
             "started": started,
             "finished": time.time(),
         }
+
+
+    def evaluate_batch(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``evaluate`` for several jobs at once, one result each, in order: the proxy evaluator trains the jobs
+        that share a training budget and split together (``ProxyEvaluator.evaluate_many``)."""
+        started = time.time()
+        outcomes: dict[int, Any] = {}
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, job in enumerate(jobs):
+            groups.setdefault((job.get("steps"), job.get("cascade", True), job.get("split", VAL)), []).append(index)
+        for (steps, cascade, split), indices in groups.items():
+            genomes, seeds = [jobs[i]["genome"] for i in indices], [jobs[i].get("seed", 0) for i in indices]
+            many = getattr(self.evaluator, "evaluate_many", None)
+            if many is None:
+                done = [
+                    self.evaluator.evaluate(g, seed=s, steps=steps, cascade=cascade, split=split)
+                    for g, s in zip(genomes, seeds, strict=True)
+                ]
+            else:
+                done = many(genomes, seeds=seeds, steps=steps, cascade=cascade, split=split)
+            outcomes.update(zip(indices, done, strict=True))
+        finished = time.time()
+        return [
+            {"outcome": outcomes[i].to_dict(), "worker": self.name, "started": started, "finished": finished}
+            for i in range(len(jobs))
+        ]
 
 
 class WorkerStartError(RuntimeError):
@@ -193,6 +224,11 @@ class Slot:
     @property
     def ready(self) -> bool:
         return self.info is not None
+
+    @property
+    def batch_size(self) -> int:
+        """How many jobs the actor takes per call (its evaluator's ``candidates_per_batch``, resolved)."""
+        return int((self.info or {}).get("candidates_per_batch", 1))
 
 
 class WorkerPool:
@@ -266,12 +302,20 @@ class WorkerPool:
         return Slot(name, actor, actor.info.remote())
 
     def free_slot(self) -> Slot | None:
-        """The least loaded actor that is up and has room in its queue."""
-        open_slots = [s for s in self.slots if s.ready and len(s.jobs) < self.queue_per_worker]
+        """The least loaded actor that is up and has room in its queue.
+
+        An actor that takes batches holds one at a time: a batch keeps it busy for a while already, and jobs
+        chosen later are chosen knowing more (and a budget's tail stays one batch long).
+        """
+        open_slots = [s for s in self.slots if s.ready and len(s.jobs) < self._queue(s)]
         return min(open_slots, key=lambda s: len(s.jobs)) if open_slots else None
 
-    def submit(self, slot: Slot, job: dict[str, Any]) -> Any:
-        ref = slot.actor.evaluate.remote(job)
+    def _queue(self, slot: Slot) -> int:
+        return 1 if slot.batch_size > 1 else self.queue_per_worker
+
+    def submit(self, slot: Slot, jobs: list[dict[str, Any]]) -> Any:
+        """Queue one call on the actor: ``evaluate`` for one job, ``evaluate_batch`` for several."""
+        ref = slot.actor.evaluate.remote(jobs[0]) if len(jobs) == 1 else slot.actor.evaluate_batch.remote(jobs)
         slot.jobs.append(ref)
         return ref
 

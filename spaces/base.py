@@ -12,6 +12,7 @@ import hashlib
 import json
 import reprlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -78,6 +79,18 @@ def elementwise_curve(module: torch.nn.Module, x_range: tuple[float, float] = (-
     return Curve(grid, y.detach().numpy(), dy.numpy() if dy is not None else np.zeros(points))
 
 
+def _scalar_fields(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(JSON path, value as text) of every number, string, bool or null inside ``value``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _scalar_fields(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _scalar_fields(item, f"{path}.{index}" if path else str(index))
+    else:
+        yield path, str(value)
+
+
 class Space(ABC):
     """A family of layers that can be sampled, varied, built into torch and exported as source.
 
@@ -130,7 +143,9 @@ class Space(ABC):
 
     @abstractmethod
     def describe(self, genome: Genome, fmt: str = "text") -> str:
-        """Human-readable formula; ``fmt`` is "text" or "latex"."""
+        """Human-readable formula. ``fmt``: "text" (exact: ``parse`` reads it back where the space has a text form),
+        "display" (for reading in summaries, the dashboard and exports: simplified where the space simplifies,
+        else the same as "text") or "latex"."""
 
     def seeds(self) -> dict[str, Genome]:
         """Named well-known genomes (baselines) a study may inject."""
@@ -157,6 +172,14 @@ class Space(ABC):
             module, probe_inputs = self.probe(genome, inputs)
             module.eval()
             return module(probe_inputs).detach().double().flatten().cpu().numpy()
+
+    def parts(self, genome: Genome) -> set[tuple[str, str]]:
+        """The pieces a genome is made of, as (kind, text) pairs such as ("op", "tanh") or ("family", "rbf"): the
+        dashboard counts which pieces are common among a study's best candidates. The default names every scalar
+        field by its JSON path (("layers.0.family", "rbf")); a space overrides it with pieces people recognise.
+        """
+        self.validate(genome)
+        return set(_scalar_fields({k: v for k, v in genome.items() if k not in ("space", "v")}))
 
     def enumerate(self) -> list[Genome]:
         """Every genome, where the configured space is finite and small enough to list (exhaustive tables)."""

@@ -298,6 +298,8 @@ def test_every_op_is_whitelisted_and_described():
         latex = space.describe(genome, "latex")
         assert latex and "#" not in latex
     assert space.describe(space.parse("sigmoid({2.0}*x)"), "latex") == r"\sigma\left(\beta_{0} x\right)"
+    # an op named in LaTeX by its own name escapes its underscores (a bare _ would subscript the rest)
+    assert space.describe(space.parse("hard_sigmoid(x)"), "latex") == r"\operatorname{hard\_sigmoid}\left(x\right)"
 
 
 # -- sampling and variation ------------------------------------------------------------------------------------

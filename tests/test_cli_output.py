@@ -17,7 +17,7 @@ from rich.console import Console
 
 from evaluators.config import Objective
 from evaluators.vocabulary import Status
-from search.progress import StudyProgress
+from search.progress import CountProgress, StudyProgress
 from tests.conftest import study_config
 
 LAYERFORGE = str(Path(sys.executable).with_name("layerforge"))
@@ -75,6 +75,16 @@ def test_progress_lines_come_at_the_interval_and_at_the_end() -> None:
     assert len(lines) == 2, lines
     assert lines[0].startswith("s: 0/3 finished | done 0")
     assert lines[1].startswith("s: 1/3 finished | done 1") and "best val_acc@mlp=0.5" in lines[1]
+
+
+def test_job_counts_in_a_log_come_at_the_interval_and_at_the_end() -> None:
+    out = io.StringIO()
+    with CountProgress(Console(file=out), "rerank s", 4, plain_every=0) as progress:
+        progress.advance()
+        progress.plain_every = 3600
+        progress.advance(2)  # within the interval: nothing
+    lines = out.getvalue().splitlines()
+    assert [line.split(" | ")[0] for line in lines] == ["rerank s: 1/4 done", "rerank s: 3/4 done"], lines
 
 
 def _readme_snippet() -> str:

@@ -1,26 +1,33 @@
 """Dashboard pages under Streamlit's AppTest on real stores: a study run for real on Ray, an empty store,
-a study whose every candidate failed, a study still running, and norm-act and KAN candidates."""
+a study whose every candidate failed, a study still running, and norm-act and KAN studies (every page, the Explore
+page's history, parallel coordinates, slices and parts of the best included)."""
 
 from __future__ import annotations
 
+import json
+import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
 from dashboard import analysis, queries
+from dashboard.charts import STATUS_COLORS, pareto_scatter
+from evaluators.vocabulary import CASCADE, OUTSIDE_CASCADE
 from search.config import parse_config
 from search.export import export_candidates
 from search.objectives import objectives_of
 from search.results import pareto_front, scored_candidates
 from search.runner import StudyRunner
 from search.store import Store, StudyRow, utcnow
-from spaces import get_space
+from spaces import GenomeError, Space, get_space
 from tests.conftest import study_config
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -154,7 +161,8 @@ def build_running_store(url: str) -> Store:
 
 
 def build_layer_store(url: str) -> Store:
-    """Finished norm-act and KAN studies (one seed genome each), for their candidate views."""
+    """Finished norm-act and KAN studies: a seed genome first (for their candidate views), then sampled ones,
+    finished and rejected (for the Explore page)."""
     store = Store(url)
     for kind, seed_name in (("normact", "evonorm_b0"), ("kan", "kan_bspline")):
         study = new_study(store, f"{kind}-study", space=kind)
@@ -167,7 +175,14 @@ def build_layer_store(url: str) -> Store:
             stage="full",
             origin="seed",
             objectives={"val_acc@mlp": 0.9, "latency_ms@mlp": 2.0},
+            metrics={"val_acc@mlp": 0.9, "latency_ms@mlp": 2.0, "total_train_seconds": 3.25},
         )
+        for i, sampled_genome in enumerate(sampled(kind, 9, seed=2)):
+            if i < 6:
+                values = {"val_acc@mlp": 0.1 * i, "latency_ms@mlp": 1.0 + i}
+                add_candidate(store, study, sampled_genome, "done", stage="full", objectives=values, metrics=values)
+            else:
+                add_candidate(store, study, sampled_genome, "rejected", stage="quality_gate", reason="val_acc 0.1")
     return store
 
 
@@ -348,6 +363,29 @@ def test_candidate_download_matches_layerforge_export(
     assert module(torch.linspace(-5, 5, 11)).shape == (11,)
 
 
+def test_candidate_page_compares_reranking_with_the_best_baseline(
+    stores: dict[str, Store], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    copy = tmp_path / "normal.db"  # a copy, so the shared store keeps its rows (the backup API includes the WAL)
+    with sqlite3.connect(stores["normal"].url.removeprefix("sqlite:///")) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    store = Store(f"sqlite:///{copy}")
+    study = store.get_study("normal")
+    top = max(scored_candidates(store, study), key=lambda s: s.values[0]).candidate
+    runs = {top.id: (0.80, 0.82, 0.81), queries.seed_candidate(store, study.id, "relu").id: (0.70, 0.71, 0.72)}
+    runs[queries.seed_candidate(store, study.id, "gelu").id] = (0.85, 0.86, 0.87)
+    for cand_id, values in runs.items():
+        for seed, value in enumerate(values):
+            store.add_evaluation(
+                study.id, cand_id, purpose="rerank", status="done", stage="full", seed=2000 + seed, steps=99,
+                objectives={"test_acc@mlp": value},
+            )  # fmt: skip
+    at = app_on(store, monkeypatch, "candidate", id=str(top.id))
+    lines = [m.value for m in at.markdown if "best baseline" in m.value]
+    assert len(lines) == 1 and f"c{top.id} 0.8100 ± 0.0100 is worse than the best baseline, gelu 0.8600" in lines[0]
+    store.close()
+
+
 @pytest.mark.parametrize("kind", ["normact", "kan"])
 def test_candidate_page_draws_normact_graphs_and_kan_families(
     stores: dict[str, Store], monkeypatch: pytest.MonkeyPatch, kind: str
@@ -397,6 +435,177 @@ def test_compare_page_on_other_stores(stores: dict[str, Store], monkeypatch: pyt
         assert at.dataframe[-1].value.loc["status"].tolist() == (
             ["failed"] * 2 if scenario == "failed" else ["done"] * 2
         )
+
+
+# -- the Explore page and the details of issue 14 --------------------------------------------------------------
+
+EXPLORE = {
+    "normal": ("normal", "normal"),
+    "empty": ("empty", ""),
+    "failed": ("failed", "all-failed"),
+    "running": ("running", "live"),
+    "normact": ("layers", "normact-study"),
+    "kan": ("layers", "kan-study"),
+}
+
+
+@pytest.mark.parametrize("scenario", list(EXPLORE))
+def test_explore_page(stores: dict[str, Store], monkeypatch: pytest.MonkeyPatch, scenario: str) -> None:
+    store_name, study_name = EXPLORE[scenario]
+    store = stores[store_name]
+    at = app_on(store, monkeypatch, "explore", study=study_name)
+    text = texts(at)
+    if scenario == "empty":
+        assert "No studies in this store yet" in text
+        return
+    study = store.get_study(study_name)
+    final = [e for _, e in store.evaluations(study.id) if e.status in ("done", "rejected", "failed", "duplicate")]
+    charts = {c.key: c.proto.spec for c in at.get("plotly_chart")}
+    history = charts["history"]
+    assert "best so far" in history or scenario == "failed"
+    counted = sum(int(n.replace(",", "")) for n in re.findall(r"\((\d[\d,]*)\)", history))
+    assert counted == len(final)  # every finished evaluation is in the history, by status, with or without a value
+    if scenario == "failed":
+        assert set(charts) == {"history"} and "failed, no value (8)" in history
+        assert "every one so far failed or was rejected" in text
+        return
+    assert set(charts) == {"history", "parallel", "slices", "importance"}
+    assert "val_acc@mlp" in charts["parallel"] and "latency_ms@mlp" in charts["slices"]
+    shares = next(d.value for d in at.dataframe if "top share" in d.value.columns)
+    assert (shares["top share"] > shares["all share"]).all() and shares["top count"].min() >= 1
+    kinds = {"normal": {"op", "subtree"}, "running": {"op", "subtree"}, "normact": {"op", "node"}}
+    expected = kinds.get(scenario, {"family", "norm", "hidden layers"})
+    assert set(shares["kind"]) <= expected | {"layer 0 family", "layer 1 family", "output layer family", "base branch"}
+    assert set(shares["kind"]) & expected
+
+
+def test_importance_names_the_op_the_best_candidates_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'tanh.db'}")
+    study = new_study(store, "tanh-wins")
+    space = get_space("activation")
+    good = ["tanh(x)", "x*tanh(x)", "tanh(sin(x))", "tanh(x) + x", "tanh(relu(x))"] * 2
+    bad = ["relu(x)", "sin(x)", "x*sigmoid(x)", "elu(x) + x", "softplus(x)"] * 4
+    for i, text in enumerate(good + bad):
+        score = 0.9 + 0.001 * i if text in good else 0.1 + 0.001 * i
+        values = {"val_acc@mlp": score, "latency_ms@mlp": 1.0}
+        add_candidate(store, study, space.parse(text), "done", stage="full", objectives=values)
+    at = app_on(store, monkeypatch, "explore", study="tanh-wins")  # by default the best 10 by the first objective
+    shares = next(d.value for d in at.dataframe if "top share" in d.value.columns)
+    first = shares.iloc[0]
+    assert (first["kind"], first["part"], first["top share"], first["top count"]) == ("op", "tanh", 1.0, 10)
+    assert first["all share"] == pytest.approx(10 / 30) and first["lift"] == pytest.approx(3.0)
+    assert "sigmoid" not in set(shares["part"])  # only parts the best hold more often than the rest
+
+
+def test_parts_of_the_best_work_for_a_plug_in_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A space that names no parts of its own gets the default (its scalar fields), with no dashboard change."""
+    import tests.toy_space  # noqa: F401 - registers the toy_leaky space
+
+    store = Store(f"sqlite:///{tmp_path / 'toy.db'}")
+    study = new_study(store, "toy", space="toy_leaky")
+    for i, slope in enumerate([0.1] * 10 + [0.0, 0.2, 0.3, 0.5] * 5):
+        values = {"val_acc@mlp": (0.9 if slope == 0.1 else 0.1) + 0.001 * i, "latency_ms@mlp": 1.0}
+        genome = {"space": "toy_leaky", "v": 1, "slope": slope}
+        add_candidate(store, study, genome, "done", stage="full", objectives=values)
+    at = app_on(store, monkeypatch, "explore", study="toy")
+    shares = next(d.value for d in at.dataframe if "top share" in d.value.columns)
+    assert shares[["kind", "part", "top share"]].values.tolist() == [["slope", "0.1", 1.0]]
+
+
+def test_every_space_takes_its_genomes_apart() -> None:
+    """The parts hook: recognisable pieces per space, and the base class's default (scalar fields by path)."""
+    activation = get_space("activation")
+    assert activation.parts(activation.parse("x*sigmoid({1.5}*x)")) == {
+        ("op", "mul"),
+        ("op", "sigmoid"),
+        ("subtree", "sigmoid({·}*x)"),
+        ("subtree", "sigmoid({·}*x)*x"),
+    }
+    normact = get_space("normact")
+    assert {("op", "batch_std"), ("node", "batch_std(x)")} <= normact.parts(normact.seeds()["bn_relu"])
+    kan = get_space("kan")
+    genome = kan.seeds()["kan_bspline"]
+    assert {("family", "bspline"), ("output layer family", "bspline"), ("hidden layers", "1")} <= kan.parts(genome)
+    default = Space.parts(kan, genome)
+    assert ("layers.0.family", "bspline") in default and not any(k in ("space", "v") for k, _ in default)
+    with pytest.raises(GenomeError):
+        activation.parts({"space": "activation", "v": 1, "expr": {"op": "eval"}})
+
+
+def test_study_page_details(stores: dict[str, Store], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objective columns first, best first; funnel in cascade order with calm colours; real values for #."""
+    at = app_on(stores["normal"], monkeypatch, "study", study="normal")
+    table = at.dataframe[0].value
+    assert list(table.columns[:3]) == ["candidate", "val_acc@mlp", "latency_ms@mlp"]
+    scores = table["val_acc@mlp"].dropna()
+    assert len(scores) > 1 and list(scores) == sorted(scores, reverse=True)
+    funnel = next(c.proto.spec for c in at.get("plotly_chart") if c.key == "funnel")
+    spec = json.loads(funnel)
+    order = spec["layout"]["yaxis"]["categoryarray"]
+    cascade = [str(s) for s in (*CASCADE, *OUTSIDE_CASCADE)]
+    assert order == sorted(order, key=cascade.index)
+    assert {t["name"]: t["marker"]["color"] for t in spec["data"]}["done"] == STATUS_COLORS["done"] != "#EF553B"
+    failed = app_on(stores["failed"], monkeypatch, "study", study="all-failed")
+    reasons = failed.dataframe[2].value
+    row = reasons[reasons["reason"] == "RuntimeError: boom #"].iloc[0]
+    assert row["values"] == "0 - 7" and row["example"].startswith("RuntimeError: boom ")
+    running = app_on(stores["running"], monkeypatch, "study", study="live")
+    assert running.dataframe[2].value["values"].tolist() == ["97"]
+    assert all(m.label != "stage" for m in running.metric)
+
+
+def test_pareto_chart_zooms_past_an_outlier_and_joins_the_front() -> None:
+    rng = np.random.default_rng(0)
+    cloud = pd.DataFrame({"candidate": range(1, 201), "a": rng.random(200), "b": rng.random(200)})
+    cloud.loc[0, ["a", "b"]] = [1e6, 0.5]  # one far outlier
+    front = cloud.nlargest(5, "b")
+    seeds = cloud.iloc[[1, 2]]
+    labels = pd.DataFrame({"formula": "f", "seed_name": None}, index=cloud["candidate"])
+    labels.loc[seeds["candidate"], "seed_name"] = ["relu", "gelu"]
+    fig = pareto_scatter(cloud, front, seeds, labels, "a", "b", 200)
+    assert fig.layout.xaxis.range[1] < 2 and "1 far points outside the view" in fig.layout.title.text
+    line = next(t for t in fig.data if t.name == "Pareto front (5)")
+    assert line.mode == "lines+markers" and list(line.x) == sorted(front["a"])
+    assert {"relu", "gelu"} <= {t.name for t in fig.data}  # one legend entry per baseline, no text on the points
+
+
+def test_candidate_and_compare_pages_write_numbers_compactly(
+    stores: dict[str, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = stores["layers"]
+    study = store.get_study("kan-study")
+    seed, _ = store.evaluations(study.id)[0]
+    at = app_on(store, monkeypatch, "candidate", id=str(seed.id))
+    assert "stage **full**" in texts(at)  # a fact line, not a tile that cuts words off
+    per_proxy = next(d.value for d in at.dataframe if "mlp" in d.value.columns)
+    assert list(per_proxy.columns) == ["mlp"]  # no mostly empty "all" column
+    overall = next(d.value for d in at.dataframe if "value" in d.value.columns)
+    assert overall.loc["total_train_seconds", "value"] == 3.25
+    normal = stores["normal"]
+    relu = queries.seed_candidate(normal, normal.get_study("normal").id, "relu")
+    gelu = queries.seed_candidate(normal, normal.get_study("normal").id, "gelu")
+    assert relu is not None and gelu is not None
+    compare = app_on(normal, monkeypatch, "compare", ids=f"{relu.id},{gelu.id}")
+    table = compare.dataframe[-1].value
+    assert all(len(value) <= 9 for value in table.to_numpy().ravel())  # "0.5123", never 17 digits
+    assert f"c{relu.id} and ReLU draw the same curve" in texts(compare)
+    spec = json.loads(compare.get("plotly_chart")[0].proto.spec)
+    dashes = {t["name"]: t["line"]["dash"] for t in spec["data"] if t.get("showlegend", True) is not False}
+    assert dashes[f"c{relu.id}"] != dashes[f"c{gelu.id}"]
+
+
+def test_tags_and_note_show_on_the_study_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.study_admin import note_study, tag_study
+
+    store = build_failed_store(f"sqlite:///{tmp_path / 'labelled.db'}")
+    tag_study(store, "all-failed", "add", ["baseline", "gpu:a100"])
+    note_study(store, "all-failed", "every worker ran out of memory")
+    studies = app_on(store, monkeypatch)
+    row = studies.dataframe[0].value.iloc[0]
+    assert list(row["tags"]) == ["baseline", "gpu:a100"] and row["note"] == "every worker ran out of memory"
+    for page in ("study", "explore"):
+        text = texts(app_on(store, monkeypatch, page, study="all-failed"))
+        assert ":blue-badge[baseline] :blue-badge[gpu:a100]" in text and "every worker ran out of memory" in text
 
 
 def test_dashboard_command_refuses_a_missing_store(tmp_path: Path) -> None:

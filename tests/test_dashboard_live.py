@@ -137,3 +137,33 @@ def test_browser_renders_the_study_page_with_its_pareto_chart(served_dashboard: 
             browser.close()
     assert (tmp_path / "study.png").stat().st_size > 10_000
     assert (tmp_path / "candidate.png").stat().st_size > 10_000
+
+
+def test_browser_renders_every_explore_view(served_dashboard: str, tmp_path: Path) -> None:
+    """History, parallel coordinates, slices and the parts of the best, each drawn by plotly in chromium."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian chromium is not installed at {CHROMIUM}; run scripts/install_system_deps.sh")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(f"{served_dashboard}/explore?study=normal", wait_until="networkidle")
+            views = [
+                ("History", "History of every evaluation", ".scatterlayer, canvas"),
+                ("Parallel coordinates", "Parallel coordinates", ".parcoords, canvas"),
+                ("Slices", "Slices: val_acc@mlp", ".scatterlayer, canvas"),
+                ("Parts of the best", "Parts common among the best", ".barlayer .point"),
+            ]
+            for tab, title, drawn in views:
+                page.get_by_role("tab", name=tab).click()
+                chart = page.locator(".js-plotly-plot", has_text=title)
+                expect(chart).to_be_visible(timeout=60_000)
+                expect(chart.locator(drawn).first).to_be_attached()
+                page.wait_for_timeout(500)  # let plotly finish its transitions before the picture
+                page.screenshot(path=str(tmp_path / f"explore_{tab.split()[0].lower()}.png"), full_page=True)
+        finally:
+            browser.close()
+    for tab in ("history", "parallel", "slices", "parts"):
+        assert (tmp_path / f"explore_{tab}.png").stat().st_size > 10_000

@@ -23,9 +23,10 @@ from evaluators import (
     make_evaluator,
 )
 from evaluators.archs import candidate_slots
-from evaluators.cascade import Rejected, check_finite_objectives
-from evaluators.config import Fingerprint, ProxyConfig
+from evaluators.cascade import Rejected, check_finite_objectives, gate_proxy
+from evaluators.config import Fingerprint, ProxyConfig, QualityGate
 from evaluators.fingerprint import fingerprint_or_none
+from evaluators.fitting import lr_factor
 from evaluators.proxy import resolve_device
 from evaluators.registry import Dataset, get_arch, get_dataset, register_dataset
 from evaluators.training import NonFiniteLoss, train_proxy
@@ -44,6 +45,7 @@ TOY_FUNCTIONS = {
     "relu": torch.relu,
     "max0": lambda x: torch.maximum(x, torch.zeros_like(x)),
     "tanh": torch.tanh,
+    "softplus": torch.nn.functional.softplus,
     "swish": lambda x: x * torch.sigmoid(x),
     "identity": lambda x: x,
     "log": torch.log,
@@ -224,6 +226,26 @@ def test_training_is_seeded_and_relu_beats_chance_and_identity(mnist1d):
     assert _train(mnist1d, "relu", seed=1)["val_loss"] != relu["val_loss"]
     assert relu["val_acc"] > 0.4  # chance is 0.1
     assert relu["val_acc"] > _train(mnist1d, "identity")["val_acc"] + 0.08  # a linear model is clearly worse
+
+
+def test_lr_warmup_then_constant_or_cosine():
+    warm = [lr_factor(step, 100, "constant", 0.05) for step in range(1, 101)]
+    assert warm[:5] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6]) and set(warm[5:]) == {1.0}
+    assert {lr_factor(step, 100, "constant", 0.0) for step in range(1, 101)} == {1.0}
+    cosine = [lr_factor(step, 100, "cosine", 0.0) for step in range(1, 101)]
+    assert cosine[0] == 1.0 and all(a > b for a, b in zip(cosine, cosine[1:], strict=False)) and cosine[-1] < 0.001
+
+
+def test_gate_warmup_keeps_softplus_cnn_from_diverging(mnist1d):
+    """At lr 1e-2 without warm-up, softplus in the 1-D CNN is stuck at chance after the gate's 50 steps."""
+    proxy = ProxyConfig(name="cnn1d", arch="cnn1d", dataset="mnist1d", warmup_fraction=0.0)
+    gate = QualityGate()
+
+    def gate_acc(config: ProxyConfig) -> float:
+        return train_proxy(SPACE, G("softplus"), mnist1d, config, seed=0, steps=gate.steps, device=CPU)["val_acc"]
+
+    assert gate_acc(proxy) < 0.15
+    assert gate_acc(gate_proxy(proxy, gate)) > gate.min_chance_multiple / 10
 
 
 def test_activation_diagnostics(mnist1d):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,35 @@ def test_exported_modules_equal_the_platform_modules(finished_study, tmp_path: P
         assert torch.max(torch.abs(exported(x) - platform(x))).item() <= 1e-6
         scripted = torch.jit.script(exported)
         assert torch.allclose(scripted(x), exported(x), atol=1e-6)
+
+
+def test_exported_module_has_one_concise_docstring_and_the_manifest_holds_the_metrics(
+    finished_study, tmp_path: Path
+) -> None:
+    store, name = finished_study
+    manifest = json.loads(export_study(store, name, tmp_path, top=3).read_text())
+    stored = {cand.id: ev.metrics for cand, ev in store.evaluations(store.get_study(name).id)}
+    for entry in manifest["candidates"]:
+        tree = ast.parse((tmp_path / entry["module"]).read_text())
+        strings = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)]
+        assert strings == tree.body[:1], "one module docstring, no second one"
+        doc = ast.get_docstring(tree)
+        assert "f(x) = " in doc and f"study {name!r}, candidate {entry['candidate_id']}" in doc.lower()
+        assert "val_acc@mlp (validation) = " in doc and "val_acc@cnn1d (validation) = " in doc
+        stem, class_name = Path(entry["module"]).stem, entry["class_name"]
+        snippet = doc.split("manifest.json:\n", 1)[1]
+        assert snippet.split() == ["from", stem, "import", class_name, "layer", "=", f"{class_name}()"]
+        metrics = {k: v for k, v in stored[entry["candidate_id"]].items() if k != "warnings"}
+        assert entry["metrics"] == metrics and entry["latex"]
+        assert not [k for k in metrics if k not in entry["objectives"] and k in doc]  # the numbers live in the manifest
+        sys.path.insert(0, str(tmp_path))
+        try:
+            namespace: dict = {}
+            exec(textwrap.dedent(snippet), namespace)  # the docstring's snippet works as written
+            assert isinstance(namespace["layer"], torch.nn.Module)
+        finally:
+            sys.path.remove(str(tmp_path))
+            sys.modules.pop(stem, None)
 
 
 def test_pareto_export_holds_only_non_dominated_candidates(finished_study, tmp_path: Path) -> None:

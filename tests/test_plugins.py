@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evaluators import registry
 from evaluators.registry import UnknownComponentError, get_arch, get_dataset
 from search.config import ConfigError, parse_config
 from search.runner import StudyRunner
@@ -21,7 +22,18 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "user_task.yaml"
 PLUGIN = "examples.user_task.task"
 
 
-def test_the_example_task_runs_on_ray_workers_that_import_it(ray_address: str, tmp_path: Path) -> None:
+@pytest.fixture
+def plugin_not_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as it was before anything imported the example (other tests import it directly)."""
+    for module in [name for name in sys.modules if name.startswith("examples.user_task")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.delitem(registry._DATASETS, "user_rings", raising=False)
+    monkeypatch.delitem(registry._ARCHS, "user_resmlp", raising=False)
+
+
+def test_the_example_task_runs_on_ray_workers_that_import_it(
+    ray_address: str, tmp_path: Path, plugin_not_imported: None
+) -> None:
     with pytest.raises(UnknownComponentError):  # nothing in this process registered the user's task before the study
         get_dataset("user_rings")
     assert PLUGIN not in sys.modules

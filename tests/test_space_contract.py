@@ -104,6 +104,13 @@ def test_text_form_parses_back_to_the_same_genome(space: Space) -> None:
         assert space.canonical(space.parse(space.describe(genome))) == space.canonical(genome)
 
 
+def test_every_format_describes_every_genome(space: Space) -> None:
+    for genome in genomes(space):
+        texts = {fmt: space.describe(genome, fmt) for fmt in ("text", "display", "latex")}
+        assert all(isinstance(text, str) and text for text in texts.values())
+        assert len(texts["display"]) <= len(texts["text"])
+
+
 def exec_export(space: Space, genome: Genome, class_name: str, sizes: dict[str, int]) -> type[torch.nn.Module]:
     namespace: dict[str, Any] = {}
     exec(compile(space.to_source(genome, class_name, **sizes), f"<{class_name}>", "exec"), namespace)

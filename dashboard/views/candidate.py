@@ -6,10 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, layers, queries, state
-from evaluators.splits import LABELS, labelled, split_of
+from dashboard.numbers import COLUMN_FORMAT, compact
+from evaluators.splits import LABELS, TEST, labelled, on_split, split_of
 from evaluators.vocabulary import Status
 from search.export import warnings_of
-from search.results import mean_std
+from search.objectives import objectives_of
+from search.results import mean_std, versus_best_baseline
 from search.store import CandidateRow, EvaluationRow, StoreError, StudyRow
 from spaces import Curve, GenomeError, Graph, Space, Table
 
@@ -34,12 +36,14 @@ def search_evaluation(candidate_id: int) -> EvaluationRow | None:
 def header(study: StudyRow, cand: CandidateRow, ev: EvaluationRow | None) -> None:
     st.title(f"Candidate {cand.id}" + (f" ({cand.seed_name})" if cand.seed_name else ""))
     st.page_link(state.PAGES["study"], label=f"study {study.name}", query_params={"study": study.name})
-    cols = st.columns(5)
-    cols[0].metric("status", ev.status if ev else "-")
-    cols[1].metric("stage", (ev.stage or "-") if ev else "-")
-    cols[2].metric("origin", cand.origin)
-    cols[3].metric("generation", cand.generation)
-    cols[4].metric("worker seconds", state.fmt(ev.seconds if ev else None, 2))
+    facts = {
+        "status": ev.status if ev else "-",
+        "stage": (ev.stage or "-") if ev else "-",
+        "origin": cand.origin,
+        "generation": f"{cand.generation:,}",
+        "worker seconds": compact(ev.seconds if ev else None),
+    }
+    st.markdown(" · ".join(f"{name} **{value}**" for name, value in facts.items()))  # words never cut off
     if ev and ev.reason:
         st.warning(ev.reason)
     for warning in warnings_of(ev.metrics if ev else {}):
@@ -51,7 +55,7 @@ def header(study: StudyRow, cand: CandidateRow, ev: EvaluationRow | None) -> Non
             query_params={"id": str(cand.duplicate_of)},
         )
     if ev and ev.objectives:
-        st.write(" · ".join(f"**{labelled(k)}** {state.fmt(v)}" for k, v in sorted(ev.objectives.items())))
+        st.write(" · ".join(f"**{labelled(k)}** {compact(v)}" for k, v in sorted(ev.objectives.items())))
 
 
 def layer_view(study: StudyRow, cand: CandidateRow) -> None:
@@ -113,22 +117,40 @@ def lineage(study: StudyRow, cand: CandidateRow) -> None:
         row.update({n: (ev.objectives.get(n) if ev else None) for n in names})
         rows.append(row)
     st.caption(f"Produced by **{cand.mutation_op or cand.origin}** from {', '.join(f'c{p}' for p in cand.parents)}.")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="lineage_table")
+    number = st.column_config.NumberColumn(format=COLUMN_FORMAT)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="lineage_table", column_config=dict.fromkeys(names, number))
 
 
 def metrics(ev: EvaluationRow | None) -> None:
+    """Metrics measured on one proxy as a metric x proxy table; those of the whole candidate (summed or averaged
+    over proxies, or measured once) in a list of their own, rather than a mostly empty column."""
     st.subheader("Metrics per proxy")
     table = layers.metrics_by_proxy(ev.metrics if ev else {})
     if not table:
         st.caption("No metrics recorded.")
         return
-    st.dataframe(pd.DataFrame.from_dict(table, orient="index").sort_index(), key="metrics_table")
+    per_proxy = {m: v for m, v in table.items() if set(v) != {layers.NO_PROXY}}
+    overall = {m: v[layers.NO_PROXY] for m, v in table.items() if layers.NO_PROXY in v}
+    number = st.column_config.NumberColumn(format=COLUMN_FORMAT)
+    if per_proxy:
+        frame = pd.DataFrame.from_dict(per_proxy, orient="index").sort_index()
+        frame = frame.drop(columns=layers.NO_PROXY, errors="ignore")
+        st.dataframe(frame, key="metrics_table", column_config={c: number for c in frame.columns})
+    if overall:
+        st.caption("Over all proxies")
+        st.dataframe(
+            pd.Series(overall, name="value").sort_index().to_frame(),
+            key="overall_metrics",
+            column_config={"value": number},
+        )
 
 
 def rerank(study: StudyRow, cand: CandidateRow) -> None:
+    """The candidate's re-ranking runs beside every re-ranked baseline's, and each objective's verdict against
+    the baseline with the best mean on it (the comparison `layerforge rerank` prints)."""
     store = state.store()
-    relu = queries.seed_candidate(store, study.id, "relu")
-    ids = [cand.id] + ([relu.id] if relu is not None and relu.id != cand.id else [])
+    seeds = {c.id: c.seed_name for c in queries.seed_candidates(store, study.id) if c.id != cand.id}
+    ids = [cand.id, *seeds]
     done = [e for e in queries.evaluations_of(store, ids, "rerank") if e.status == Status.DONE]
     if not any(e.candidate_id == cand.id for e in done):
         return
@@ -139,7 +161,7 @@ def rerank(study: StudyRow, cand: CandidateRow) -> None:
     )
     rows = []
     for cid in ids:
-        label = f"c{cid}" if cid == cand.id else "relu"
+        label = f"c{cid}" if cid == cand.id else seeds[cid]
         for steps in sorted({e.steps or 0 for e in done if e.candidate_id == cid}):
             runs = [e for e in done if e.candidate_id == cid and (e.steps or 0) == steps]
             for name in sorted({k for e in runs for k in e.objectives}):
@@ -147,7 +169,7 @@ def rerank(study: StudyRow, cand: CandidateRow) -> None:
                 rows.append(
                     {
                         "label": label,
-                        "steps": steps or "search",
+                        "steps": str(steps) if steps else "search",
                         "objective": name,
                         "split": LABELS.get(split_of(name), "-"),
                         "mean": mean,
@@ -156,8 +178,31 @@ def rerank(study: StudyRow, cand: CandidateRow) -> None:
                     }
                 )
     frame = pd.DataFrame(rows)
+    for line in _versus_best_baselines(study, cand, seeds, done):
+        st.markdown(f"- {line}")
     st.plotly_chart(charts.rerank_bars(frame), key="rerank_chart", width="stretch")
-    st.dataframe(frame, hide_index=True, key="rerank_table")
+    number = st.column_config.NumberColumn(format=COLUMN_FORMAT)
+    st.dataframe(frame, hide_index=True, key="rerank_table", column_config={"mean": number, "std": number})
+
+
+def _versus_best_baselines(
+    study: StudyRow, cand: CandidateRow, seeds: dict[int, str | None], done: list[EvaluationRow]
+) -> list[str]:
+    """One sentence per test-split objective, at the candidate's longest re-ranking budget."""
+    steps = max(e.steps or 0 for e in done if e.candidate_id == cand.id)
+    runs = [e for e in done if (e.steps or 0) == steps]
+    lines = []
+    for objective in objectives_of(study):
+        name = on_split(objective.name, TEST)
+        values = {e.seed: e.objectives[name] for e in runs if e.candidate_id == cand.id and name in e.objectives}
+        baselines = {
+            str(label): {e.seed: e.objectives[name] for e in runs if e.candidate_id == cid and name in e.objectives}
+            for cid, label in seeds.items()
+        }
+        comparison = versus_best_baseline(values, baselines, objective.direction)
+        if values and comparison is not None:
+            lines.append(comparison.sentence(f"c{cand.id}", name))
+    return lines
 
 
 def download(cand: CandidateRow) -> None:

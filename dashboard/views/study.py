@@ -5,31 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, charts, queries, state
-from evaluators.splits import LABELS, split_of
+from dashboard import analysis, charts, queries, state, widgets
+from dashboard.numbers import COLUMN_FORMAT, compact
 from evaluators.vocabulary import FINAL, FINISHED, IN_FLIGHT, Status, StudyStatus
-from search.objectives import objectives_of
+from search.objectives import objectives_of, sign
 from search.store import StudyRow, utcnow
 
-
-def pick_study() -> StudyRow | None:
-    studies = state.studies()
-    if not studies:
-        st.info("No studies in this store yet. Start one with `layerforge launch configs/quickstart.yaml`.")
-        return None
-    names = [s.name for s in studies]
-    wanted = st.query_params.get("study")
-    if wanted is not None and wanted not in names:
-        shown = wanted if len(wanted) <= 60 else wanted[:57] + "..."
-        st.error(f"No study named {shown!r} in this store; pick one below.")
-        index = None
-    else:
-        index = names.index(wanted) if wanted is not None else len(names) - 1
-    name = st.selectbox("Study", names, index=index, key="study_name")
-    if name is None:
-        st.stop()
-    st.query_params["study"] = name
-    return studies[names.index(name)]
+SORT_HELP = "Objectives sort best first, id newest first, seconds slowest first; reverse flips the order."
 
 
 def live_panel(study: StudyRow) -> None:
@@ -39,14 +21,14 @@ def live_panel(study: StudyRow) -> None:
     counts = state.status_counts_by_study(state.db_url()).get(study.id, {})
     finished = sum(counts.get(s, 0) for s in FINISHED)
     hours = queries.active_seconds(state.store(), study, utcnow()) / 3600
-    cols = st.columns(7)
-    budget = f" / {study.budget_evaluations}" if study.budget_evaluations else ""
-    cols[0].metric("status", str(queries.study_status(state.store(), study, utcnow())))
-    cols[1].metric("finished", f"{finished}{budget}")
-    for col, status in zip(cols[2:5], FINISHED, strict=True):
-        col.metric(str(status), counts.get(status, 0))
-    cols[5].metric("in flight", counts.get(Status.RUNNING, 0) + counts.get(Status.PENDING, 0))
-    cols[6].metric("evaluations/hour", f"{finished / hours:.0f}" if hours > 0 else "-")
+    budget = f" / {study.budget_evaluations:,}" if study.budget_evaluations else ""
+    first, second = st.columns(4), st.columns(4)  # two rows of four: every tile wide enough for its value
+    first[0].metric("status", str(queries.study_status(state.store(), study, utcnow())))
+    first[1].metric("finished", f"{finished:,}{budget}")
+    first[2].metric("in flight", counts.get(Status.RUNNING, 0) + counts.get(Status.PENDING, 0))
+    first[3].metric("evaluations/hour", compact(finished / hours) if hours > 0 else "-")
+    for col, status in zip(second, (*FINISHED, Status.DUPLICATE), strict=True):
+        col.metric(str(status), f"{counts.get(status, 0):,}")
     if study.budget_evaluations:
         st.progress(min(1.0, finished / study.budget_evaluations))
 
@@ -71,33 +53,31 @@ def live_panel(study: StudyRow) -> None:
     seeds = done[done["candidate"].isin(queries.seed_ids(state.store(), study.id))]
     shown = sorted(set(cloud["candidate"]) | set(front["candidate"]) | set(seeds["candidate"]))
     labels = queries.labels(state.store(), [int(i) for i in shown])
-    event = st.plotly_chart(
-        charts.pareto_scatter(cloud, front, seeds, labels, x_axis, y_axis, len(done)),
-        key="pareto",
-        on_select="rerun",
-        selection_mode="points",
-        width="stretch",
-    )
-    points = event.selection.points if event else []
-    if points:
-        state.open_candidate(int(points[0]["customdata"]))
+    figure = charts.pareto_scatter(cloud, front, seeds, labels, x_axis, y_axis, len(done))
+    widgets.chart_opening_candidates(figure, "pareto")
     st.plotly_chart(charts.distributions(done, objectives), key="distributions", width="stretch")
 
 
 def candidates_tab(study: StudyRow) -> None:
-    names = tuple(o.name for o in objectives_of(study))
+    """One page of candidates, sorted in SQL: by default best first by the first objective (newest first while the
+    study runs, to watch it live); the objective columns come first and stay pinned while the wide ones scroll."""
+    objectives = objectives_of(study)
+    names = tuple(o.name for o in objectives)
     url = state.db_url()
     c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
     statuses = c1.multiselect("status", [str(s) for s in (*FINAL, *IN_FLIGHT)], key="tbl_status")
     stages = c2.multiselect("stage", state.distinct_stages(url, study.id), key="tbl_stage")
-    sort = c3.selectbox("sort by", ["id", *names, "seconds"], key="tbl_sort")
-    descending = c4.toggle("descending", value=True, key="tbl_desc")
+    keys = [*names, "id", "seconds"]
+    live = study.status == StudyStatus.RUNNING
+    sort = c3.selectbox("sort by", keys, index=keys.index("id") if live else 0, key="tbl_sort", help=SORT_HELP)
+    reverse = c4.toggle("reverse", value=False, key="tbl_reverse")
     f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
     objective = f1.selectbox("filter objective", ["(none)", *names], key="tbl_obj")
-    low = f2.number_input("min", value=None, key="tbl_min", format="%.4f")
-    high = f3.number_input("max", value=None, key="tbl_max", format="%.4f")
+    low = f2.number_input("min", value=None, key="tbl_min", format="%.4g")
+    high = f3.number_input("max", value=None, key="tbl_max", format="%.4g")
     page_size = 50
     page = int(f4.number_input("page", min_value=1, value=1, step=1, key="tbl_page")) - 1
+    best_high = next((sign(o) > 0 for o in objectives if o.name == sort), True)  # id, seconds: newest, slowest
     tq = queries.TableQuery(
         statuses=tuple(statuses),
         stages=tuple(stages),
@@ -105,7 +85,7 @@ def candidates_tab(study: StudyRow) -> None:
         min_value=low,
         max_value=high,
         sort=sort,
-        descending=descending,
+        descending=best_high != reverse,
         page=page,
         page_size=page_size,
     )
@@ -115,8 +95,20 @@ def candidates_tab(study: StudyRow) -> None:
         f"{total:,} candidates match; showing {min(first + 1, total):,}-{min(first + len(rows), total):,} "
         f"(page {page + 1} of {max(1, -(-total // page_size)):,}). Select a row to open the candidate."
     )
+    number = st.column_config.NumberColumn(format=COLUMN_FORMAT)
     event = st.dataframe(
-        rows, hide_index=True, key="candidates_table", on_select="rerun", selection_mode="single-row", height=420
+        rows,
+        hide_index=True,
+        key="candidates_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        height=420,
+        column_config={
+            "candidate": st.column_config.NumberColumn("candidate", pinned=True),
+            **{name: st.column_config.NumberColumn(name, format=COLUMN_FORMAT, pinned=True) for name in names},
+            "seconds": number,
+            "formula": st.column_config.TextColumn("formula", width="large"),
+        },
     )
     if event.selection.rows:
         state.open_candidate(int(rows["candidate"].iloc[event.selection.rows[0]]))
@@ -129,7 +121,12 @@ def funnel_tab(study: StudyRow) -> None:
         st.info("No evaluation has finished yet.")
         return
     st.plotly_chart(charts.funnel(stages), key="funnel", width="stretch")
-    st.dataframe(pd.DataFrame(stages), hide_index=True, key="funnel_table")
+    st.dataframe(
+        pd.DataFrame(stages),
+        hide_index=True,
+        key="funnel_table",
+        column_config={"seconds": st.column_config.NumberColumn("worker seconds", format=COLUMN_FORMAT)},
+    )
     st.subheader("By reason")
     reasons = state.reason_funnel(url, study.id)
     if reasons.empty:
@@ -139,7 +136,12 @@ def funnel_tab(study: StudyRow) -> None:
             reasons,
             hide_index=True,
             key="reason_table",
-            column_config={"seconds": st.column_config.NumberColumn(format="%.1f")},
+            column_config={
+                "reason": st.column_config.TextColumn("reason", help="numbers folded to #, so similar reasons merge"),
+                "values": st.column_config.TextColumn("values of #", help="the range each # took, in order"),
+                "seconds": st.column_config.NumberColumn("worker seconds", format=COLUMN_FORMAT),
+                "example": st.column_config.TextColumn("most frequent reason", width="large"),
+            },
         )
 
 
@@ -165,13 +167,15 @@ def workers_tab(study: StudyRow) -> None:
 
 
 st.title("Study")
-chosen = pick_study()
+chosen = widgets.pick_study()
 if chosen is None:
     st.stop()
-st.caption(
-    f"space **{chosen.space}** · algorithm **{chosen.algorithm}** · objectives "
-    + ", ".join(f"{o.name} ({o.direction}, {LABELS.get(split_of(o.name), 'no split')})" for o in objectives_of(chosen))
-    + f" · seed {chosen.seed}"
+widgets.study_caption(chosen)
+st.page_link(
+    state.PAGES["explore"],
+    label="Explore: history of every evaluation, parallel coordinates, slices, parts of the best",
+    icon=":material/insights:",
+    query_params={"study": chosen.name},
 )
 live = st.fragment(live_panel, run_every=state.REFRESH_SECONDS if chosen.status == StudyStatus.RUNNING else None)
 live(chosen)

@@ -2,20 +2,20 @@
 
 Each node is written as one fused torch expression from its op's source template, in the same calls and order as
 the op's callable, so the export matches ``build`` bit for bit; an argument a template uses several times is bound
-to a local first. Both go through ``lower`` first.
+to a local first. Both go through ``lower`` first. The docstring shows the formula simplified for reading
+(``simplify``); the code computes the real tree.
 """
 
 from __future__ import annotations
 
-import json
 import keyword
 import math
 import re
 
 from spaces.activation.lowering import lower
 from spaces.activation.ops import EPS, OPS
-from spaces.activation.text import number_text
-from spaces.activation.tree import Node, Path, get, param_slots
+from spaces.activation.text import display_formula, display_scalars, number_text, short_number_text
+from spaces.activation.tree import Node, Path, get, param_slots, walk
 from spaces.base import Genome
 
 _PLACEHOLDER = re.compile(r"\{(\d)\}")
@@ -82,36 +82,52 @@ class _SourceWriter:
         return code if atomic else f"({code})"
 
 
-def to_source(genome: Genome, class_name: str, formula: str, latex: str) -> str:
-    """The module source of a valid genome whose text form is ``formula`` and LaTeX form ``latex``."""
+_GUARDED_OPS = ("log", "sqrt", "reciprocal", "div", "pow")  # the ops that add EPS to stay off their poles
+
+
+def module_docstring(expr: Node, class_name: str) -> str:
+    """What the exported module computes, for reading: the simplified formula and what its braces mean."""
+    lines = [f"{class_name}: an activation function found by LayerForge.", "", f"f(x) = {display_formula(expr)}"]
+    shown = display_scalars(expr)
+    if shown:
+        example = short_number_text(shown[0][1])
+        names = ", ".join(f"{name} = {value!r}" for name, value in shown)
+        lines += [
+            "",
+            "A number in braces is a learnable scalar (a torch.nn.Parameter) shown at its initial value:",
+            f"{{{example}}} starts at {example} and trains with the model. Left to right: {names}.",
+        ]
+    unused = sorted({name for name, _ in _all_scalars(expr)} - {name for name, _ in shown})
+    if unused:
+        lines.append(f"Parameters that do not reach the output (inside zero(...) or one(...)): {', '.join(unused)}.")
+    guarded = sorted({node["op"] for _, node in walk(expr)} & set(_GUARDED_OPS))
+    if guarded:
+        lines.append(f"Guarded against their poles with eps = {EPS!r} (see forward): {', '.join(guarded)}.")
+    return '"""' + "\n".join(lines).replace("\\", "\\\\") + '\n"""'
+
+
+def _all_scalars(expr: Node) -> list[tuple[str, float]]:
+    return [(f"{key}_{index}", float(get(expr, path)[key])) for index, (path, key) in enumerate(param_slots(expr))]
+
+
+def to_source(genome: Genome, class_name: str) -> str:
+    """The module source of a valid genome; it computes the real tree (lowered), the docstring shows it simplified."""
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise ValueError(f"class_name must be a Python identifier, got {class_name!r}")
     expr = lower(genome["expr"])
     writer = _SourceWriter(expr)
     result, _ = writer.render(expr)
-    params = [(writer.names[slot], float(get(expr, slot[0])[slot[1]])) for slot in param_slots(expr)]
-    param_doc = ", ".join(f"{name}={value!r}" for name, value in params) or "none"
-    init = [f"        self.{name} = torch.nn.Parameter(torch.tensor({value!r}))" for name, value in params]
+    init = [f"        self.{name} = torch.nn.Parameter(torch.tensor({value!r}))" for name, value in _all_scalars(expr)]
     body = [f"        {line}" for line in writer.lines] + [f"        return {result}"]
-    genome_json = json.dumps(genome, sort_keys=True).replace("\\", "\\\\")
     return "\n".join(
         [
-            f'"""{class_name}: an activation function found by LayerForge.',
-            "",
-            f"f(x) = {formula}",
-            "",
-            "LaTeX: " + latex.replace("\\", "\\\\"),
-            f"Genome: {genome_json}",
-            '"""',
+            module_docstring(genome["expr"], class_name),
             "",
             "import torch",
             "",
             "",
             f"class {class_name}(torch.nn.Module):",
-            f'    """f(x) = {formula}',
-            "",
-            f"    Learnable scalars (initial values): {param_doc}. Safe-op epsilon: {EPS!r}.",
-            '    """',
+            f'    """f(x) = {display_formula(genome["expr"])}"""',
             "",
             "    def __init__(self) -> None:",
             "        super().__init__()",

@@ -68,7 +68,8 @@ def _op(name: str, arity: int, source: str, latex: str, **flags: Any) -> Callabl
 
 def _call(name: str, fn: Callable[[Tensor], Tensor], source_fn: str, latex_name: str | None = None) -> None:
     """A unary op that is the single torch call ``source_fn``, drawn as a named function."""
-    latex_name = latex_name or rf"\operatorname{{{name}}}"
+    escaped = name.replace("_", r"\_")
+    latex_name = latex_name or rf"\operatorname{{{escaped}}}"
     _op(name, 1, f"{source_fn}({{0}})", rf"{latex_name}\left(#0\right)")(fn)
 
 

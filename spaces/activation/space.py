@@ -23,6 +23,7 @@ fused kernels; the genome, its text and its canonical form are unchanged.
 from __future__ import annotations
 
 import math
+import re
 import reprlib
 from typing import Any
 
@@ -35,11 +36,14 @@ from spaces.activation.module import EvolvedActivation
 from spaces.activation.ops import ALIASES, BINARY_OPS, LEAVES, OPS, UNARY_OPS, OpSpec, known_ops_text
 from spaces.activation.schema import SCHEMAS, TEMPLATES, embed, expand, matches, template_size, template_text
 from spaces.activation.suggest import TreeSuggestion
-from spaces.activation.text import formula, latex, parse_formula
-from spaces.activation.tree import MAX_DEPTH, Node, depends_on_x, depth, normalize, param_slots, size
+from spaces.activation.text import display_formula, formula, latex, parse_formula
+from spaces.activation.tree import MAX_DEPTH, Node, depends_on_x, depth, normalize, param_slots, size, walk
 from spaces.activation.variation import MUTATIONS, PARAM_MUTATIONS, SHAPE_MUTATIONS, TreeVariation
 from spaces.base import Curve, Genome, GenomeError, Space, SpaceConfigError, canonical_json, elementwise_curve
 from spaces.registry import register_space
+
+PART_NODES = 7  # the largest subtree ``parts`` names: bigger ones are whole formulas, rarely shared
+LEARNABLE_TEXT = re.compile(r"\{[^{}]*\}")  # a learnable scalar in the text form: {0.5}
 
 # Well-known activations in text form; fixed schemas get them embedded with identity and "+ zero(x)".
 SEED_TEXTS = {
@@ -319,22 +323,27 @@ class ActivationSpace(TreeVariation, TreeSuggestion, Space):
         return genome
 
     def describe(self, genome: Genome, fmt: str = "text") -> str:
+        """``fmt`` "text": the text form, which ``parse`` reads back to this genome; "display": the simplified
+        text for reading (``+ zero(x)`` padding, identity and unit constants gone; ``simplify``); "latex": LaTeX of
+        the simplified tree. Learnable scalars stay in all three: ``{0.92}`` is one, initialised at 0.92."""
         self.validate(genome)
         if fmt == "text":
             return formula(genome["expr"])
+        if fmt == "display":
+            return display_formula(genome["expr"])
         if fmt == "latex":
             return latex(genome["expr"])
-        raise ValueError(f"unknown describe format {fmt!r}; use 'text' or 'latex'")
+        raise ValueError(f"unknown describe format {fmt!r}; use 'text', 'display' or 'latex'")
 
     def build(self, genome: Genome, **shape: Any) -> nn.Module:
         """The activation as a module (``shape`` is ignored: the function is elementwise), lowered to fused ops."""
         self.validate(genome)
-        return EvolvedActivation(lower(genome["expr"]), self.describe(genome))
+        return EvolvedActivation(lower(genome["expr"]), self.describe(genome, "display"))
 
     def to_source(self, genome: Genome, class_name: str) -> str:
         """A standalone module (imports only torch) whose forward matches ``build`` bit for bit on the same input."""
         self.validate(genome)
-        return to_source(genome, class_name, self.describe(genome), self.describe(genome, "latex"))
+        return to_source(genome, class_name)
 
     def seeds(self) -> dict[str, Genome]:
         """Well-known activations that fit this space; fixed schemas get them padded with identity and + zero(x)."""
@@ -360,6 +369,18 @@ class ActivationSpace(TreeVariation, TreeSuggestion, Space):
         except GenomeError as exc:
             raise GenomeError(f"{prefix}: {exc}") from None
         return genome
+
+    def parts(self, genome: Genome) -> set[tuple[str, str]]:
+        """Every op of the tree, and every subtree of up to ``PART_NODES`` nodes in text form with its learnable
+        scalars written ``{·}`` (their values are initial values, not structure): ("subtree", "x*sigmoid({·}*x)")."""
+        self.validate(genome)
+        found: set[tuple[str, str]] = set()
+        for _, node in walk(genome["expr"]):
+            if "args" in node:
+                found.add(("op", node["op"]))
+                if size(node) <= PART_NODES:
+                    found.add(("subtree", LEARNABLE_TEXT.sub("{·}", formula(normalize(node)))))
+        return found
 
     def present(self, genome: Genome) -> Curve:
         """f and f' of the built activation on the plotting grid."""

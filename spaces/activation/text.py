@@ -10,7 +10,12 @@ Text form (``parse`` and ``describe(genome, "text")``)::
     blend(x, tanh(x), {0.5})         a parametric op takes its beta as a last argument
 
 A learnable scale starts a product (``x*({a}*sin(x))``, not ``x*{a}*sin(x)``) and needs an operation to attach to
-(``{a}*identity(x)``, not ``{a}*x``). LaTeX is for humans and is not parsed back.
+(``{a}*identity(x)``, not ``{a}*x``). ``{0.92}`` is a learnable scalar initialised at 0.92: a parameter of the
+module, not a constant.
+
+``display_formula`` and ``latex`` are for reading and are not parsed back exactly: both draw the tree after
+``simplify`` (identity, unit and zero constants, padding such as ``+ zero(x)``, double negation and constant
+subtrees gone; ``x*x`` as ``x^2``), with numbers to four significant digits.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from spaces.activation.ops import ALIASES, LEAVES, OPS, known_ops_text
-from spaces.activation.tree import MAX_DEPTH, Node, Path, param_slots
+from spaces.activation.simplify import simplify
+from spaces.activation.tree import MAX_DEPTH, Node
 from spaces.base import GenomeError
 
 # Precedences decide where the text form needs parentheses.
@@ -34,39 +40,61 @@ def number_text(value: float) -> str:
     return repr(float(value))
 
 
+def short_number_text(value: float) -> str:
+    """A number for reading: four significant digits, written as a float (1.0, 0.7071, 1e-06)."""
+    text = f"{float(value):.4g}"
+    return text if any(mark in text for mark in ".en") else f"{text}.0"
+
+
 def _wrap(text: str, prec: int, needed: int) -> str:
     return f"({text})" if prec < needed else text
 
 
-def _text(node: Node) -> tuple[str, int]:
-    """Text and precedence of a node; ``parse`` reads the text back to the same node."""
+def _text(node: Node, display: bool = False) -> tuple[str, int]:
+    """Text and precedence of a node; ``parse`` reads the text back to the same node.
+
+    ``display`` writes numbers short and square/cube as powers: for reading, not for parsing back exactly.
+    """
     op = node["op"]
+    number = short_number_text if display else number_text
     if op == "x":
         return "x", _PREC_ATOM
     if op == "const":
-        text = number_text(node["value"])
+        text = number(node["value"])
         return text, _PREC_UNARY if text.startswith("-") else _PREC_ATOM
-    text, prec = _text_unscaled(node)
+    text, prec = _text_unscaled(node, display)
     if "alpha" in node:
-        return f"{{{number_text(node['alpha'])}}}*{_wrap(text, prec, _PREC_ATOM)}", _PREC_MUL
+        return f"{{{number(node['alpha'])}}}*{_wrap(text, prec, _PREC_ATOM)}", _PREC_MUL
     return text, prec
 
 
-def _text_unscaled(node: Node) -> tuple[str, int]:
+_POWERS = {"square": "2", "cube": "3"}
+
+
+def _small_integer(node: Node) -> bool:
+    return node["op"] == "const" and float(node["value"]).is_integer() and abs(node["value"]) < 1e4
+
+
+def _text_unscaled(node: Node, display: bool) -> tuple[str, int]:
     spec = OPS[node["op"]]
     args = node["args"]
+    number = short_number_text if display else number_text
     if spec.arity == 1:
-        child, child_prec = _text(args[0])
+        child, child_prec = _text(args[0], display)
+        if display and spec.name in _POWERS and "beta" not in node:
+            return f"{_wrap(child, child_prec, _PREC_ATOM)}^{_POWERS[spec.name]}", _PREC_POW
         if spec.name == "neg" and "beta" not in node:
             needs_parens = child.startswith("-") or args[0]["op"] == "const" or child_prec < _PREC_UNARY
             return "-" + (f"({child})" if needs_parens else child), _PREC_UNARY
         if "beta" in node:
             needs_parens = child.startswith("-") or child_prec <= _PREC_MUL
-            inner = f"{{{number_text(node['beta'])}}}*" + (f"({child})" if needs_parens else child)
+            inner = f"{{{number(node['beta'])}}}*" + (f"({child})" if needs_parens else child)
         else:
             inner = f"({child})" if child.startswith("{") else child  # else the parser reads a beta
         return f"{spec.name}({inner})", _PREC_ATOM
-    (left, left_prec), (right, right_prec) = _text(args[0]), _text(args[1])
+    (left, left_prec), (right, right_prec) = _text(args[0], display), _text(args[1], display)
+    if display and spec.infix == "^" and _small_integer(args[1]):
+        right = str(int(args[1]["value"]))  # x^2, not x^2.0
     if spec.infix:
         prec = _INFIX_PREC[spec.infix]
         left_needed, right_needed = (_PREC_ATOM, _PREC_POW) if spec.infix == "^" else (prec, prec + 1)
@@ -74,7 +102,7 @@ def _text_unscaled(node: Node) -> tuple[str, int]:
         right = f"({right})" if right.startswith("-") else _wrap(right, right_prec, right_needed)
         joiner = f" {spec.infix} " if prec == _PREC_ADD else spec.infix
         return left + joiner + right, prec
-    extra = f", {{{number_text(node['beta'])}}}" if spec.parametric else ""
+    extra = f", {{{number(node['beta'])}}}" if spec.parametric else ""
     return f"{spec.name}({left}, {right}{extra})", _PREC_ATOM
 
 
@@ -274,37 +302,65 @@ class _Parser:
         return node
 
 
-# LaTeX: learnable scalars are numbered like the exported parameters.
+# LaTeX is drawn from the simplified tree; learnable scalars are named like the exported parameters.
 
 
-class _LatexWriter:
-    def __init__(self, expr: Node):
-        self.names = {slot: f"\\{slot[1]}_{{{index}}}" for index, slot in enumerate(param_slots(expr))}
+def _latex_number(value: float) -> str:
+    mantissa, _, exponent = f"{float(value):.4g}".partition("e")
+    return rf"{mantissa} \times 10^{{{int(exponent)}}}" if exponent else mantissa
 
-    def render(self, node: Node, path: Path = ()) -> tuple[str, bool]:
-        """LaTeX text and whether it is atomic (safe as an operand without parentheses)."""
-        op = node["op"]
-        if op == "x":
-            return "x", True
-        if op == "const":
-            return f"{float(node['value']):g}", float(node["value"]) >= 0
-        spec = OPS[op]
-        args = [self.render(arg, (*path, index)) for index, arg in enumerate(node["args"])]
-        if "beta" in node and not spec.parametric:
-            text, atomic = args[0]
-            args[0] = (f"{self.names[(path, 'beta')]} {self.paren(text, atomic)}", False)
+
+def _latex_paren(text: str, atomic: bool) -> str:
+    return text if atomic else rf"\left({text}\right)"
+
+
+def _latex_product(factor: str, text: str, atomic: bool) -> str:
+    """``factor`` times an operand, side by side unless the operand starts with a digit (then with a dot)."""
+    operand = _latex_paren(text, atomic)
+    return rf"{factor} \cdot {operand}" if operand[:1].isdigit() else f"{factor} {operand}"
+
+
+def _latex_symbol(node: Node, key: str) -> str:
+    return f"\\{key}_{{{node['slots'][key]}}}"
+
+
+def _needs_parens_after_sign(template: str, index: int, arg: Node) -> bool:
+    """An operand after + or - that starts with a minus sign, or after - that is itself a sum: x - (a + b)."""
+    if f"- #{index}" not in template and f"+ #{index}" not in template:
+        return False
+    first = arg if arg["op"] != "mul" or "alpha" in arg else arg["args"][0]  # -2 x starts with its number
+    negative = (first["op"] == "const" and first["value"] < 0) or (arg["op"] == "neg" and "alpha" not in arg)
+    a_sum = arg["op"] in ("add", "sub", "blend") and "alpha" not in arg
+    return negative or (a_sum and f"- #{index}" in template)
+
+
+def _latex(node: Node) -> tuple[str, bool]:
+    """LaTeX text of a simplified node and whether it is atomic (safe as an operand without parentheses)."""
+    op = node["op"]
+    if op == "x":
+        return "x", True
+    if op == "const":
+        return _latex_number(node["value"]), node["value"] >= 0
+    spec = OPS[op]
+    args = [_latex(arg) for arg in node["args"]]
+    if "beta" in node and not spec.parametric:
+        args[0] = (_latex_product(_latex_symbol(node, "beta"), *args[0]), False)
+    if op == "mul" and node["args"][0]["op"] == "const":
+        text, atomic = _latex_product(args[0][0], *args[1]), False  # 2 x, not 2 \cdot x
+    else:
         text = spec.latex
-        for index, (arg_text, atomic) in enumerate(args):
-            text = text.replace(f"#{index}", self.paren(arg_text, atomic) if spec.latex_wrap else arg_text)
-        if spec.parametric:
-            text = text.replace("#b", self.names[(path, "beta")])
-        if "alpha" in node:
-            return f"{self.names[(path, 'alpha')]} {self.paren(text, spec.latex_atomic)}", False
-        return text, spec.latex_atomic
-
-    @staticmethod
-    def paren(text: str, atomic: bool) -> str:
-        return text if atomic else rf"\left({text}\right)"
+        for index, (arg_text, arg_atomic) in enumerate(args):
+            braced = f"{{#{index}}}" in text  # an exponent in braces needs no parentheses
+            wrap = (spec.latex_wrap and not braced) or _needs_parens_after_sign(text, index, node["args"][index])
+            text = text.replace(f"#{index}", _latex_paren(arg_text, arg_atomic) if wrap else arg_text)
+        atomic = args[0][1] if spec.latex == "#0" else spec.latex_atomic  # identity is as atomic as its argument
+    if spec.parametric:
+        text = text.replace("#b", _latex_symbol(node, "beta"))
+    if op == "one" and "alpha" in node:
+        return _latex_symbol(node, "alpha"), True  # a learnable constant
+    if "alpha" in node:
+        return _latex_product(_latex_symbol(node, "alpha"), text, atomic), False
+    return text, atomic
 
 
 def formula(expr: Node) -> str:
@@ -317,5 +373,29 @@ def parse_formula(text: str) -> Node:
     return _Parser(text).parse()
 
 
+def display_formula(expr: Node) -> str:
+    """The text form of the simplified tree, for reading: what ``expr`` computes, without its padding."""
+    return _text(simplify(expr), display=True)[0]
+
+
+def display_scalars(expr: Node) -> list[tuple[str, float]]:
+    """(exported parameter name, initial value) of each learnable scalar ``display_formula`` shows, left to right."""
+    return list(_scalars_left_to_right(simplify(expr)))
+
+
+def _scalars_left_to_right(node: Node) -> Iterator[tuple[str, float]]:
+    """The text form writes ``{alpha}*f({beta}*arg)`` and ``{alpha}*g(left, right, {beta})``."""
+    named = {key: (f"{key}_{node['slots'][key]}", float(node[key])) for key in ("alpha", "beta") if key in node}
+    if "alpha" in named:
+        yield named["alpha"]
+    if "beta" in named and len(node["args"]) == 1:
+        yield named["beta"]
+    for arg in node.get("args", ()):
+        yield from _scalars_left_to_right(arg)
+    if "beta" in named and len(node["args"]) == 2:
+        yield named["beta"]
+
+
 def latex(expr: Node) -> str:
-    return _LatexWriter(expr).render(expr)[0]
+    """LaTeX of the simplified tree; learnable scalars are alpha_i/beta_i, i their index in the exported module."""
+    return _latex(simplify(expr))[0]

@@ -51,15 +51,16 @@ def describe_layer(spec: dict[str, Any], fmt: str) -> str:
 
 
 def describe_genome(g: Genome, fmt: str = "text") -> str:
-    """The network in one line (``fmt`` "text") or as a LaTeX formula (``fmt`` "latex"), recipe included."""
+    """The network in one line (``fmt`` "text", or "display": nothing to simplify) or as a LaTeX formula
+    (``fmt`` "latex"), recipe included."""
     if fmt == "latex":
         widths = ", ".join(["d_{in}", *map(str, g["hidden"]), "d_{out}"])
         parts = [rf"\Phi_{i} = {describe_layer(s, 'latex')}" for i, s in enumerate(g["layers"])]
         if "recipe" in g:
             parts.append(r"\mathrm{recipe} = \texttt{" + g["recipe"].replace("_", r"\_") + "}")
         return rf"\mathrm{{KAN}}[{widths}]:\; " + r";\; ".join(parts)
-    if fmt != "text":
-        raise ValueError(f"describe fmt must be 'text' or 'latex', got {fmt!r}")
+    if fmt not in ("text", "display"):
+        raise ValueError(f"describe fmt must be 'text', 'display' or 'latex', got {fmt!r}")
     widths = "-".join(["in", *map(str, g["hidden"]), "out"])
     parts = [f"L{i} {describe_layer(s, 'text')}" for i, s in enumerate(g["layers"])]
     if "recipe" in g:

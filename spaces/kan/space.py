@@ -369,6 +369,22 @@ class KanSpace(Space):
 
     # -- presentation ----------------------------------------------------------------------------------
 
+    def parts(self, genome: Genome) -> set[tuple[str, str]]:
+        """Families anywhere and per layer (the families a mixed layer holds included), norms, base branches,
+        the number of hidden layers and the training recipe."""
+        g = self._parse(genome)
+        found = {("hidden layers", str(len(g["hidden"])))}
+        last = len(g["layers"]) - 1
+        for i, spec in enumerate(g["layers"]):
+            position = "output layer" if i == last else f"layer {i}"
+            found |= {("family", f) for f in [spec["family"], *spec.get("nodes", [])]}
+            found |= {(f"{position} family", spec["family"]), ("norm", spec["norm"])}
+            if "base" in spec:
+                found.add(("base branch", "on" if spec["base"] else "off"))
+        if "recipe" in g:
+            found.add(("recipe", g["recipe"]))
+        return found
+
     def present(self, genome: Genome) -> Table:
         """One row per layer (see ``layer_table``), with a recipe column when the genome names one."""
         return layer_table(self._parse(genome))

@@ -27,7 +27,7 @@ from spaces.normact.genome import (
     validate_genome,
 )
 from spaces.normact.module import LAYOUTS, NormActLayer
-from spaces.normact.ops import BATCH_OPS, NODE_OPS, NUM_INPUTS, OPS
+from spaces.normact.ops import BATCH_OPS, INPUT_NAMES, NODE_OPS, NUM_INPUTS, OPS
 from spaces.registry import register_space
 
 SAMPLE_ATTEMPTS = 100  # sample() redraws a graph with a static problem this many times at most
@@ -160,13 +160,30 @@ class NormActSpace(Space):
         return child
 
     def describe(self, genome: Genome, fmt: str = "text") -> str:
-        """``fmt``: "text" or "latex" formula, or "graph" (JSON nodes and edges of the live graph)."""
+        """``fmt``: "text" or "latex" formula ("display" is the text: the live graph is already minimal), or
+        "graph" (JSON nodes and edges of the live graph)."""
         self.validate(genome)
         if fmt == "graph":
             return graph_json(analyse(genome))
-        if fmt not in ("text", "latex"):
-            raise ValueError(f"describe format must be 'text', 'latex' or 'graph', got {fmt!r}")
-        return formula(analyse(genome), fmt)
+        if fmt not in ("text", "display", "latex"):
+            raise ValueError(f"describe format must be 'text', 'display', 'latex' or 'graph', got {fmt!r}")
+        return formula(analyse(genome), "text" if fmt == "display" else fmt)
+
+    def parts(self, genome: Genome) -> set[tuple[str, str]]:
+        """The ops of the live graph, and each live node with what it reads: ("node", "div(x, batch_std)")."""
+        self.validate(genome)
+        nodes = genome["nodes"]
+
+        def name(index: int) -> str:
+            return INPUT_NAMES[index] if index < NUM_INPUTS else nodes[index - NUM_INPUTS]["op"]
+
+        found: set[tuple[str, str]] = set()
+        for index in live_indices(genome):
+            op, inputs = nodes[index - NUM_INPUTS]["op"], [name(i) for i in nodes[index - NUM_INPUTS]["in"]]
+            if getattr(NODE_OPS[op], "commutative", False):
+                inputs.sort()
+            found |= {("op", op), ("node", f"{op}({', '.join(inputs)})")}
+        return found
 
     def present(self, genome: Genome) -> Graph:
         """The live computation graph, drawn with Graphviz."""
