@@ -206,3 +206,15 @@ def rerank_bars(rows: pd.DataFrame) -> go.Figure:
         )
     fig.update_layout(barmode="group", title="Re-ranking: mean ± std over seeds", **_LAYOUT)
     return fig
+
+
+def training_curves(curves: dict[str, tuple[list[float], float]]) -> go.Figure:
+    """Each proxy's training loss over its steps: ``curves`` maps a proxy to (the mean loss of each equal share of
+    the run, in order; the run's steps), each point drawn at the middle of its share."""
+    fig = go.Figure()
+    for proxy, (losses, steps) in curves.items():
+        x = [(i + 0.5) * steps / len(losses) for i in range(len(losses))]
+        fig.add_trace(go.Scatter(x=x, y=losses, mode="lines+markers", name=proxy))
+    fig.update_layout(title="Training loss (mean over each tenth of the run)", xaxis_title="step", **_LAYOUT)
+    fig.update_yaxes(title="loss", type="log")
+    return fig

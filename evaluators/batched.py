@@ -31,6 +31,7 @@ from evaluators.training import (
     build_model,
     evaluate_model,
     forward_latency_ms,
+    loss_metrics,
     seeded,
     task_loss,
     train_proxy,
@@ -155,9 +156,8 @@ def _train_stacked(
             results[index] = failures[position]
             continue
         metrics = _scored(models[index], dataset, split)
-        tail = losses[position][-max(1, len(losses[position]) // 10) :]
+        metrics.update(loss_metrics(losses[position]))
         metrics.update(
-            train_loss=sum(tail) / len(tail),
             train_seconds=train_seconds,
             steps=float(steps),
             params=float(sum(p.numel() for p in models[index].parameters())),

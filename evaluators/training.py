@@ -28,6 +28,7 @@ DIAGNOSTIC_BATCH = 512
 LATENCY_BATCH = 256
 LATENCY_REPEATS = 5
 _EVAL_CHUNK = 2048
+CURVE_POINTS = 10  # points of the stored learning curve
 _TASK_METRICS = {"classification": ("acc", "loss"), "regression": ("rmse", "loss")}  # prefixed with the split
 _COMMON_METRICS = ("train_loss", "train_seconds", "steps", "params", "act_params", "latency_ms")
 _DIAGNOSTICS = ("act_zero_fraction", "act_dead_fraction", "act_max_ratio")
@@ -102,15 +103,25 @@ def train_proxy(
         metrics = evaluate_model(model, dataset, split)
         metrics.update(activation_diagnostics(model, dataset.x_val[:DIAGNOSTIC_BATCH]))
         metrics["latency_ms"] = forward_latency_ms(model, dataset.x_val[:LATENCY_BATCH])
-    tail = losses[-max(1, len(losses) // 10) :]
+    metrics.update(loss_metrics(losses))
     metrics.update(
-        train_loss=sum(tail) / len(tail),
         train_seconds=train_seconds,
         steps=float(steps),
         params=float(sum(p.numel() for p in model.parameters())),
         act_params=float(sum(p.numel() for slot in candidate_slots(model) for p in slot.parameters())),
     )
     return metrics
+
+
+def loss_metrics(losses: list[float]) -> dict[str, Any]:
+    """``train_loss``: the mean over the last tenth of the steps (less noisy than the last step);
+    ``train_loss_curve``: the mean loss over each tenth of the run, in order, the learning curve the dashboard draws
+    (fewer points for a run of fewer steps). A list, so the numeric views of metrics leave it out."""
+    count = len(losses)
+    tail = losses[-max(1, count // 10) :]
+    points = min(CURVE_POINTS, count)
+    chunks = [losses[i * count // points : (i + 1) * count // points] for i in range(points)]
+    return {"train_loss": sum(tail) / len(tail), "train_loss_curve": [sum(c) / len(c) for c in chunks]}
 
 
 @torch.no_grad()

@@ -363,6 +363,27 @@ def test_candidate_download_matches_layerforge_export(
     assert module(torch.linspace(-5, 5, 11)).shape == (11,)
 
 
+def test_candidate_page_draws_the_stored_training_curves(
+    stores: dict[str, Store], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    copy = tmp_path / "normal.db"  # a copy, so the shared store keeps its rows
+    with sqlite3.connect(stores["normal"].url.removeprefix("sqlite:///")) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    store = Store(f"sqlite:///{copy}")
+    study = store.get_study("normal")
+    top = max(scored_candidates(store, study), key=lambda s: s.values[0]).candidate
+    assert "training_curves" not in chart_keys(app_on(store, monkeypatch, "candidate", id=str(top.id)))  # none stored
+    store.add_evaluation(
+        study.id, top.id, purpose="search", status="done", stage="full", seed=0,
+        metrics={"train_loss_curve@mlp": [2.0, 1.0, 0.5, 0.4], "steps@mlp": 40.0, "train_loss@mlp": 0.4},
+    )  # fmt: skip
+    at = app_on(store, monkeypatch, "candidate", id=str(top.id))
+    spec = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if c.key == "training_curves"))
+    (trace,) = spec["data"]
+    assert trace["name"] == "mlp" and trace["x"] == [5.0, 15.0, 25.0, 35.0] and trace["y"] == [2.0, 1.0, 0.5, 0.4]
+    store.close()
+
+
 def test_candidate_page_compares_reranking_with_the_best_baseline(
     stores: dict[str, Store], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -29,7 +29,7 @@ from evaluators.fingerprint import fingerprint_or_none
 from evaluators.fitting import lr_factor
 from evaluators.proxy import resolve_device
 from evaluators.registry import Dataset, get_arch, get_dataset, register_dataset
-from evaluators.training import NonFiniteLoss, train_proxy
+from evaluators.training import NonFiniteLoss, loss_metrics, train_proxy
 from spaces import GenomeError, Space, canonical_json, get_space
 
 torch.set_num_threads(1)
@@ -246,6 +246,14 @@ def test_gate_warmup_keeps_softplus_cnn_from_diverging(mnist1d):
 
     assert gate_acc(proxy) < 0.15
     assert gate_acc(gate_proxy(proxy, gate)) > gate.min_chance_multiple / 10
+
+
+def test_loss_metrics_keep_a_ten_point_learning_curve():
+    losses = [float(100 - step) for step in range(100)]
+    summary = loss_metrics(losses)
+    assert summary["train_loss"] == pytest.approx(sum(range(1, 11)) / 10)  # the mean of the last tenth
+    assert summary["train_loss_curve"] == pytest.approx([95.5 - 10 * i for i in range(10)])
+    assert loss_metrics([3.0, 1.0])["train_loss_curve"] == [3.0, 1.0]  # fewer steps than points
 
 
 def test_activation_diagnostics(mnist1d):

@@ -145,6 +145,18 @@ def metrics(ev: EvaluationRow | None) -> None:
         )
 
 
+def training_curves(ev: EvaluationRow | None) -> None:
+    """The search run's learning curve on each proxy it trained on (runs stored before curves were kept have none)."""
+    metrics = ev.metrics if ev else {}
+    curves = {
+        key.partition("@")[2]: (values, float(metrics.get(f"steps@{key.partition('@')[2]}", len(values))))
+        for key, values in metrics.items()
+        if key.startswith("train_loss_curve@") and isinstance(values, list) and values
+    }
+    if curves:
+        st.plotly_chart(charts.training_curves(curves), key="training_curves", width="stretch")
+
+
 def rerank(study: StudyRow, cand: CandidateRow) -> None:
     """The candidate's re-ranking runs beside every re-ranked baseline's, and each objective's verdict against
     the baseline with the best mean on it (the comparison `layerforge rerank` prints)."""
@@ -236,4 +248,5 @@ st.page_link(
 download(candidate)
 lineage(owner, candidate)
 metrics(evaluation)
+training_curves(evaluation)
 rerank(owner, candidate)
