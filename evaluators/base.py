@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from evaluators.config import EvaluatorConfig
+from evaluators.halving import Bars
 from evaluators.outcome import Outcome
 from evaluators.splits import VAL, Split
 from spaces import Genome, Space
@@ -21,13 +22,22 @@ class Evaluator(ABC):
 
     @abstractmethod
     def evaluate(
-        self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True, split: Split = VAL
+        self,
+        genome: Genome,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        cascade: bool = True,
+        split: Split = VAL,
+        halving: Bars | None = None,
     ) -> Outcome:
         """Run the rejection cascade, then full training; never raises for a bad candidate.
 
         ``seed`` and ``steps`` override the proxies' training seed and budget (re-ranking);
         ``cascade=False`` skips the rejection stages and trains directly. ``split`` is where the objectives are
-        scored: validation for search, test (named ``test_*``) for final reports only.
+        scored: validation for search, test (named ``test_*``) for final reports only. ``halving`` holds the
+        bars of the study's successive-halving rungs (``evaluators.halving``), sent with a study's jobs when the
+        config enables the stage.
         """
 
     def info(self) -> dict[str, Any]:

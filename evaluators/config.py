@@ -143,12 +143,26 @@ class QualityGate(Strict):
     warmup_fraction: float = Field(0.2, ge=0, lt=1)
 
 
+class Halving(Strict):
+    """Successive halving (ASHA's rungs) before the full training: rung k (k = 0 .. rungs - 1) trains every proxy
+    from scratch for ``round(steps / eta ** (rungs - k))`` of its steps, and a candidate continues only if one of
+    its objectives is in the top ``1 / eta`` of the values the study recorded at that rung so far, its own included
+    (``evaluators.halving``). eta 3 with 2 rungs trains 1/9 and 1/3 of the steps: the budgets that
+    ``layerforge tabulate`` records by default, so table studies can use it too.
+    """
+
+    enabled: bool = False
+    eta: int = Field(3, ge=2)
+    rungs: int = Field(2, ge=1)
+
+
 class Rejection(Strict):
     static: StaticCheck = Field(default_factory=StaticCheck)
     numeric_probe: NumericProbe = Field(default_factory=NumericProbe)
     placement: PlacementCheck = Field(default_factory=PlacementCheck)
     stability: StabilityCheck = Field(default_factory=StabilityCheck)
     quality_gate: QualityGate = Field(default_factory=QualityGate)
+    halving: Halving = Field(default_factory=Halving)
 
 
 class Objective(Strict):

@@ -23,6 +23,7 @@ from evaluators.cascade import (
     one_line,
 )
 from evaluators.config import EvaluatorConfig, ProxyConfig, Rejection
+from evaluators.halving import Bars, check_rung, rung_metric, rung_steps, steps_label
 from evaluators.outcome import Outcome
 from evaluators.placement import applies_to, check_placement
 from evaluators.registry import Dataset, MissingSplitError, get_dataset
@@ -172,17 +173,20 @@ class ProxyEvaluator(Evaluator):
         cascade: bool = True,
         full: bool = True,
         split: Split = VAL,
+        halving: Bars | None = None,
     ) -> Outcome:
         """``full=False`` runs the rejection stages only (the funnel benchmark): DONE means it passed them all.
 
         ``split="test"`` trains the full proxies on train + validation and scores them on test: objectives come
         back under their test names (``test_acc@mlp``). The rejection stages read validation either way.
+        ``halving`` (the bars of the study's rungs, ``evaluators.halving``) runs the successive-halving stage
+        where the config enables it; without them (no study to compare with) the stage is skipped.
         """
         run = _Evaluation(genome, seed, Stage.STATIC if cascade else Stage.FULL)
         try:
-            for stage in self._stage_names(cascade, full):
+            for stage in self._stage_names(cascade, full, halving=halving is not None):
                 with run.timed(stage):
-                    self.run_stage(stage, genome, seed, steps, run.metrics, split)
+                    self.run_stage(stage, genome, seed, steps, run.metrics, split, halving)
             objectives = self._objectives(run.metrics, split) if full else {}
         except Exception as exc:  # noqa: BLE001 - the candidate's outcome, never the worker's death
             return run.settle(exc)
@@ -201,6 +205,8 @@ class ProxyEvaluator(Evaluator):
         all of them together: each proxy trains the members still in the running as stacked models of up to
         ``stack_sizes[proxy]`` (``evaluators.batched``). A member that fails a stage drops out, so the stacks
         shrink; the cheap stages run per member. Training seconds are the stack's, shared out evenly.
+        The halving stage never runs here: its rungs stop each candidate at its own time against its own bars,
+        so the worker evaluates jobs that carry bars one at a time (``evaluate``).
         """
         if len(genomes) == 1 or max(self.stack_sizes.values()) == 1:
             return [
@@ -232,9 +238,12 @@ class ProxyEvaluator(Evaluator):
         check_finite_objectives(objectives)
         return objectives
 
-    def _stage_names(self, cascade: bool, full: bool = True) -> list[Stage]:
-        """The enabled stages, cheapest first; ``full`` runs last unless left out."""
-        checks = [stage for stage in CASCADE if cascade and self._enabled(stage)]
+    def _stage_names(self, cascade: bool, full: bool = True, halving: bool = False) -> list[Stage]:
+        """The enabled stages, cheapest first; ``full`` runs last unless left out. The halving stage runs only
+        with ``halving`` (when the study's rung bars came with the job)."""
+        checks = [
+            stage for stage in CASCADE if cascade and self._enabled(stage) and (halving or stage is not Stage.HALVING)
+        ]
         return checks + ([Stage.FULL] if full else [])
 
     def _enabled(self, stage: Stage) -> bool:
@@ -245,7 +254,14 @@ class ProxyEvaluator(Evaluator):
         return stage is not Stage.PLACEMENT or applies_to(self.space)
 
     def run_stage(
-        self, stage: Stage, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any], split: Split
+        self,
+        stage: Stage,
+        genome: Genome,
+        seed: int,
+        steps: int | None,
+        metrics: dict[str, Any],
+        split: Split,
+        halving: Bars | None = None,
     ) -> None:
         """Run one stage, recording its metrics as it goes (so a rejection keeps what was measured)."""
         if stage is Stage.STATIC:
@@ -259,6 +275,10 @@ class ProxyEvaluator(Evaluator):
             metrics.update(self._stability(genome, seed))
         elif stage is Stage.QUALITY_GATE:
             self._quality_gate(genome, seed, metrics)
+        elif stage is Stage.HALVING:
+            if halving is None:
+                raise ValueError("the halving stage needs the study's rung bars (evaluators.halving.RungHistory)")
+            self._halving(genome, seed, metrics, halving)
         else:
             self._train_all(genome, seed, steps, metrics, split)
 
@@ -290,6 +310,31 @@ class ProxyEvaluator(Evaluator):
             )
             metrics.update({f"gate_{metric}@{name}": value for metric, value in result.items()})
             check_quality_gate(name, dataset, result, gate)
+
+    def _halving(self, genome: Genome, seed: int, metrics: dict[str, Any], bars: Bars) -> None:
+        """Train the rungs in order, each from scratch; stop at the first rung none of the objectives clears."""
+        halving = self.config.rejection.halving
+        budgets = {name: rung_steps(proxy.steps, halving) for name, proxy in self.proxies.items()}
+        for rung in range(halving.rungs):
+            steps = {name: budget[rung] for name, budget in budgets.items()}
+            results: dict[str, Any] = {}
+            for name, proxy in self.proxies.items():
+                result = train_proxy(
+                    self.space,
+                    genome,
+                    self.datasets[name],
+                    proxy,
+                    seed=proxy.seed + seed,
+                    steps=steps[name],
+                    device=self.torch_device,
+                    amp=self.config.amp,
+                )
+                results.update({f"{metric}@{name}": value for metric, value in result.items()})
+                metrics.update({rung_metric(rung, f"{metric}@{name}"): value for metric, value in result.items()})
+            _aggregate(results, list(self.proxies), VAL)
+            metrics.update({rung_metric(rung, name): results[name] for name in AGGREGATE_METRICS if name in results})
+            values = {o.name: results.get(o.name) for o in self.config.objectives}
+            check_rung(rung, steps_label(steps), values, bars, self.config.objectives, halving.eta)
 
     def _train_all(
         self, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any], split: Split

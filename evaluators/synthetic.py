@@ -12,6 +12,7 @@ import time
 
 from evaluators.base import Evaluator
 from evaluators.cascade import Rejected, check_finite_objectives, one_line
+from evaluators.halving import Bars
 from evaluators.outcome import Outcome
 from evaluators.splits import VAL, Split, on_split
 from evaluators.vocabulary import Stage, Status
@@ -35,8 +36,16 @@ class SyntheticEvaluator(Evaluator):
     """Sleeps ``synthetic.seconds``, then fails, hangs, returns NaN, or returns hash-derived objectives."""
 
     def evaluate(
-        self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True, split: Split = VAL
+        self,
+        genome: Genome,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        cascade: bool = True,
+        split: Split = VAL,
+        halving: Bars | None = None,
     ) -> Outcome:
+        """``halving`` is ignored: nothing here trains, so there are no shorter runs to stop early."""
         start = time.perf_counter()
         settings = self.config.synthetic
         objectives: dict[str, float] = {}

@@ -10,6 +10,12 @@ A genome the table does not hold is that candidate's ``failed`` outcome (stage `
 names the table; everything knowable from the config alone (a missing file, seed, budget, metric column or
 mismatched fingerprint settings) is an ``EvaluatorSetupError`` before any candidate runs. An answer's ``seconds``
 are the recorded ones (what the evaluation cost when it was tabulated), so budgets in seconds stay meaningful.
+
+With successive halving enabled (``rejection.halving``), each rung is answered from the recorded shorter run of
+its budget (computed from the table's ``full_steps``, its first proxy's). A candidate stopped at rung k costs
+the recorded run less its training (the ``train_seconds@<proxy>`` metrics: the cascade before training) plus
+rungs 0 .. k; one promoted costs the recorded run plus every rung. The table records no per-stage seconds, so,
+as for every answer, the recorded run's part is under stage ``full``.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from evaluators.base import Evaluator
-from evaluators.cascade import one_line
+from evaluators.cascade import Rejected, one_line
 from evaluators.config import EvaluatorConfig, Fingerprint
 from evaluators.fingerprint import fingerprint
+from evaluators.halving import Bars, check_rung, rung_metric, rung_steps
 from evaluators.outcome import Outcome
 from evaluators.proxy import EvaluatorSetupError
 from evaluators.splits import VAL, Split, on_split
@@ -100,12 +107,21 @@ class TableEvaluator(Evaluator):
         self.table = load_table(config)
         self.source = config.table
         self.runs = self.table.runs()
+        self.rungs = halving_budgets(self.table, config)
 
     def evaluate(
-        self, genome: Genome, *, seed: int = 0, steps: int | None = None, cascade: bool = True, split: Split = VAL
+        self,
+        genome: Genome,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        cascade: bool = True,
+        split: Split = VAL,
+        halving: Bars | None = None,
     ) -> Outcome:
         """The recorded outcome; ``seed`` is ignored (``table.seed`` picks the recorded training seed), ``steps``
-        picks a recorded budget, ``cascade=False`` answers only for candidates the cascade passed."""
+        picks a recorded budget, ``cascade=False`` answers only for candidates the cascade passed. ``halving``
+        (the study's rung bars) answers the successive-halving stage from the recorded shorter runs."""
         start = time.perf_counter()
         try:
             key = fingerprint(self.space, genome, self.config.fingerprint)
@@ -123,7 +139,37 @@ class TableEvaluator(Evaluator):
         steps = self.source.steps if steps is None else steps
         seeds = self.table.seeds() if self.source.seed == "mean" else [self.source.seed]
         answers = [self._recorded(row, s, steps, split) for s in seeds]
-        return next((a for a in answers if a.status != Status.DONE), None) or _mean(answers)
+        answer = next((a for a in answers if a.status != Status.DONE), None) or _mean(answers)
+        if halving is None or not cascade or not self.rungs or answer.status != Status.DONE:
+            return answer
+        return self._halving(row, seeds, answer, halving)
+
+    def _halving(self, row: dict[str, str], seeds: list[int], answer: Outcome, bars: Bars) -> Outcome:
+        """The recorded full answer, or its rejection at the first rung (recorded shorter run) it does not clear."""
+        halving = self.config.rejection.halving
+        training = sum(value for name, value in answer.metrics.items() if name.startswith("train_seconds@"))
+        cascade_seconds = max(0.0, answer.seconds - training)
+        metrics, rung_seconds = dict(answer.metrics), 0.0
+        for rung, steps in enumerate(self.rungs):
+            runs = [_run(row, s, steps, self.runs[(s, steps)]) for s in seeds]
+            rung_seconds += sum(r.seconds for r in runs) / len(runs)
+            stopped = next((r for r in runs if r.status != Status.DONE), None)
+            if stopped is not None:
+                reason = f"halving: the run of {steps} steps (rung {rung}) ended {stopped.status}: {stopped.reason}"
+                return _halted(answer, metrics, reason, cascade_seconds, rung_seconds)
+            shared = [name for name in runs[0].metrics if all(name in r.metrics for r in runs)]
+            results = {name: sum(r.metrics[name] for r in runs) / len(runs) for name in shared}
+            values = {o.name: results.get(self.source.metrics.get(o.name, o.name)) for o in self.config.objectives}
+            metrics.update({rung_metric(rung, name): value for name, value in results.items()})
+            metrics.update({rung_metric(rung, name): v for name, v in values.items() if v is not None})
+            try:
+                check_rung(rung, f"{steps} steps", values, bars, self.config.objectives, halving.eta)
+            except Rejected as exc:
+                return _halted(answer, metrics, str(exc), cascade_seconds, rung_seconds)
+        answer.metrics = metrics
+        answer.seconds += rung_seconds
+        answer.stage_seconds = {Stage.HALVING: rung_seconds, Stage.FULL: answer.seconds - rung_seconds}
+        return answer
 
     def _recorded(self, row: dict[str, str], seed: int, steps: int | None, split: Split) -> Outcome:
         full = _run(row, seed, None, self.runs.get((seed, None), []))
@@ -174,6 +220,18 @@ def _run(row: dict[str, str], seed: int, steps: int | None, metrics: list[str]) 
         metrics={name: value for name, value in values.items() if value is not None},
         seconds=seconds,
         stage_seconds={Stage.FULL: seconds},
+    )
+
+
+def _halted(answer: Outcome, metrics: dict[str, Any], reason: str, cascade: float, rungs: float) -> Outcome:
+    """A rejection at the halving stage: it cost the recorded cascade and the rungs trained so far."""
+    return Outcome(
+        Status.REJECTED,
+        Stage.HALVING,
+        reason,
+        metrics=metrics,
+        seconds=cascade + rungs,
+        stage_seconds={Stage.FULL: cascade, Stage.HALVING: rungs},
     )
 
 
@@ -241,6 +299,39 @@ def _same_fingerprint(recorded: dict[str, Any], config: Fingerprint) -> bool:
     return all(recorded.get(name) == value for name, value in wanted.items())
 
 
+def halving_budgets(table: RecordedTable, config: EvaluatorConfig) -> list[int]:
+    """The recorded budgets (steps) that answer the halving rungs, rung 0 first; none when halving is off."""
+    halving = config.rejection.halving
+    if not halving.enabled:
+        return []
+    full_steps = table.meta.get("full_steps") or []
+    if not full_steps:
+        raise EvaluatorSetupError(
+            f"rejection.halving: {table.path} does not record its proxies' training steps (full_steps in "
+            f"{sidecar(table.path).name}), so its rungs' budgets are unknown; tabulate it with `layerforge tabulate`"
+        )
+    budgets, runs = rung_steps(int(full_steps[0]), halving), table.runs()
+    recorded = sorted({s for (_, s) in runs if s is not None})
+    source = config.table
+    seeds = table.seeds() if source is None or source.seed == "mean" else [source.seed]
+    missing = sorted({b for b in budgets for s in seeds if (s, b) not in runs})
+    if missing:
+        raise EvaluatorSetupError(
+            f"rejection.halving (eta {halving.eta}, {halving.rungs} rungs) needs runs of {budgets} steps, but "
+            f"{table.path} records shorter budgets {recorded} (missing {missing}); re-tabulate with "
+            f"`layerforge tabulate CONFIG --budgets {','.join(map(str, budgets))}`"
+        )
+    for objective in config.objectives:
+        name = source.metrics.get(objective.name, objective.name) if source else objective.name
+        lacking = sorted({b for b in budgets for s in seeds if name not in runs[(s, b)]})
+        if lacking:
+            raise EvaluatorSetupError(
+                f"rejection.halving: objective {objective.name!r} reads {name!r}, which {table.path} does not "
+                f"record at {lacking} steps; re-tabulate with a config that reports it"
+            )
+    return budgets
+
+
 def load_table(config: EvaluatorConfig) -> RecordedTable:
     """The configured table, checked against the config: every setup error is raised here, before any candidate."""
     source = config.table
@@ -273,4 +364,5 @@ def load_table(config: EvaluatorConfig) -> RecordedTable:
                     f"evaluator.table: objective {objective.name!r} reads {name!r}, which {table.path} does not "
                     f"record; map it with table.metrics to one of {sorted(runs[(seed, source.steps)])}"
                 )
+    halving_budgets(table, config)
     return table

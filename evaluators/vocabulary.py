@@ -61,6 +61,7 @@ class Stage(_Word):
     STABILITY = "stability"
     PLACEMENT = "placement"  # deep residual stacks at initialization (evaluators.placement), ~60-90 ms on a CPU
     QUALITY_GATE = "quality_gate"
+    HALVING = "halving"  # successive halving: short runs against the study's earlier ones (evaluators.halving)
     FULL = "full"
     # Ends outside the cascade: the worker raised, hung, or was lost too often.
     WORKER = "worker"

@@ -23,7 +23,7 @@ from search.dispatch import Dispatcher
 from search.lease import StudyBusyError, StudyLease, describe
 from search.store import LeaseRow, Store, StoreError, StudyRow, utcnow
 from search.study_run import StudyRun
-from search.workers import make_pool, start_ray_for, stop_ray
+from search.workers import WorkerPool, make_pool, start_ray_for, stop_ray
 from spaces import Genome, GenomeError, Space, get_space
 
 
@@ -42,13 +42,17 @@ class StudyRunner:
         workers: int | None = None,
         progress: bool = True,
         runs_dir: str | Path = "runs",
+        pool: WorkerPool | None = None,
     ):
+        """``pool``: a started pool the caller owns and keeps across studies with this space and evaluator config
+        (a benchmark running hundreds of short studies); by default each run starts its own and shuts it down."""
         self.config = config
         self.store = store
         self.console = console or Console(stderr=True)
         self.workers = workers
         self.show_progress = progress
         self.runs_dir = Path(runs_dir)
+        self.borrowed_pool = pool
         import_plugins(config.imports)  # done by parse_config already, unless the config was built without it
         self.space: Space = get_space(config.space.kind, **config.space.options)
         self.objectives = config.evaluator.objectives
@@ -164,13 +168,15 @@ class StudyRunner:
             f"{'resumed' if resume else 'started'} with {run.progress.finished} finished evaluations",
             requeued=len(run.requeue),
         )
-        started_ray = start_ray_for(self.config, self.runs_dir)
-        pool = make_pool(self.config, self.space, self.workers)
+        pool = self.borrowed_pool
+        started_ray = pool is None and start_ray_for(self.config, self.runs_dir)
+        if pool is None:
+            pool = make_pool(self.config, self.space, self.workers)
         if self.config.resources.gpus_per_worker and not pool.num_gpus:
             self.console.print("[yellow]no GPU in the Ray cluster: the workers train on CPU[/yellow]")
         previous_handler = self._install_sigint()
         try:
-            infos = self.worker_infos = pool.start()
+            infos = self.worker_infos = pool.start() if self.borrowed_pool is None else pool.infos()
             self.store.log_event(study.id, "workers", f"{len(infos)} workers ready", workers=infos)
             self.dispatcher = Dispatcher(
                 pool,
@@ -201,7 +207,8 @@ class StudyRunner:
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
-            pool.shutdown()
+            if self.borrowed_pool is None:
+                pool.shutdown()
             if started_ray:
                 stop_ray()
         return self.store.get_study(study.name)

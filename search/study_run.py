@@ -14,6 +14,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from evaluators.halving import RungHistory
 from evaluators.outcome import Outcome
 from evaluators.vocabulary import Stage, Status
 from search.algorithms import Proposal
@@ -39,6 +40,9 @@ class StudyRun:
         self.config, self.space, self.store, self.study = runner.config, runner.space, runner.store, study
         self.objectives = self.config.evaluator.objectives
         self.dedupe = Dedupe(self.space, self.config.evaluator.fingerprint)
+        halving = self.config.evaluator.rejection.halving
+        # Every rung result so far (from the stored metrics): the bars each job's candidate must clear.
+        self.rungs = RungHistory(halving, self.objectives) if halving.enabled else None
         self.progress = StudyProgress(
             study.name, self.objectives[0], self.config.budget.evaluations, runner.console, runner.show_progress
         )
@@ -60,6 +64,8 @@ class StudyRun:
 
     def _replay(self, candidate: CandidateRow, evaluation: EvaluationRow) -> None:
         self.dedupe.remember(candidate)
+        if self.rungs is not None:
+            self.rungs.record(evaluation.metrics or {})
         self.progress.record(evaluation.status, evaluation.objectives)
         status = evaluation.status
         if status == Status.DUPLICATE:
@@ -119,7 +125,10 @@ class StudyRun:
         return None
 
     def _payload(self, genome: Genome) -> dict[str, Any]:
-        return {"genome": genome, "seed": self.config.seed}
+        payload: dict[str, Any] = {"genome": genome, "seed": self.config.seed}
+        if self.rungs is not None:
+            payload["halving"] = self.rungs.bars()
+        return payload
 
     def _admit(self, proposal: Proposal) -> Job | None:
         """Record a proposal; returns a job to run, or None if it was a duplicate or invalid (recorded)."""
@@ -248,6 +257,8 @@ class StudyRun:
 
     def on_result(self, job: Job, result: dict[str, Any]) -> None:
         outcome = Outcome.from_dict(result["outcome"])
+        if self.rungs is not None:
+            self.rungs.record(outcome.metrics)
         objectives = outcome.finite_objectives()
         status, stage, reason = outcome.status, outcome.stage, outcome.reason
         if status == Status.DONE and len(objectives) < len(outcome.objectives):

@@ -1,14 +1,23 @@
 """Surrogate-assisted search: a model of the evaluations so far chooses what to train next.
 
 Following AQuaSurF, a candidate is described by what it computes (``search.surrogate_features``: its outputs on
-fixed probe points and their slopes), which costs a forward pass instead of a training. Each ask:
+fixed probe points and their slopes; with ``shape``, the default, also those outputs up to scale, shift and sign;
+with ``spectrum``, the NTK eigenvalues of a small network using it), which costs a forward pass instead of a
+training. Each ask:
 
 1. draws a pool of fresh samples and mutations of the best candidates so far, keeping those that are new (not
    told, not in flight, by functional identity) and pass the space's static checks;
-2. until ``initial`` candidates have been told (own or warm-start), proposes a fresh random sample (on a
-   synthetic objective it did no worse than the space-filling choice, which favours extreme functions); afterwards
-3. fits a random forest on the told candidates (its trees' spread is the uncertainty) and proposes the pool member
-   with the highest expected improvement (``acquisition: ei``) or upper confidence bound (``ucb``).
+2. until ``initial`` candidates have been told (own or warm-start), proposes, with ``initial_design: baselines``
+   (the default), the pool member nearest in features to each of the space kind's well-known layers in turn (ReLU,
+   leaky ReLU, ELU, ... for activations; where the space expresses one, that layer itself): a prior that good
+   layers resemble known ones, which holds in spaces that cannot express the baselines; or a fresh random sample
+   (``initial_design: random``); afterwards
+3. fits a model on the told candidates, a random forest (``model: forest``, the default: its trees' spread is the
+   uncertainty) or a Gaussian process (``gp``), and proposes the pool member with the highest expected improvement
+   (``acquisition: ei``) or upper confidence bound (``ucb``).
+
+The defaults were chosen on one recorded table (``benchmarks/search_efficiency.py``, BENCHMARKS.md) and checked on
+the other, held out.
 
 Several objectives are scalarized per ask with random weights (ParEGO's augmented Chebyshev on min-max normalized
 values), so successive asks cover the Pareto front. Rejected and failed candidates count as the worst value seen,
@@ -23,12 +32,16 @@ same outcomes gives the same proposals.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import norm, rankdata
 from sklearn.ensemble import RandomForestRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from evaluators.config import Objective
 from evaluators.vocabulary import Status, StudyStatus
@@ -42,6 +55,8 @@ if TYPE_CHECKING:
     from search.store import Store
 
 ACQUISITIONS = ("ei", "ucb")
+MODELS = ("forest", "gp")
+INITIAL_DESIGNS = ("random", "baselines")
 PARENTS = 5  # mutations are drawn from this many of the best candidates
 CHEBYSHEV_RHO = 0.05  # ParEGO's augmentation term
 
@@ -85,6 +100,10 @@ class Surrogate(Algorithm):
         xi: float = 0.0,
         trees: int = 50,
         points: int = 64,
+        spectrum: bool = False,
+        shape: bool = True,
+        initial_design: str = "baselines",
+        model: str = "forest",
         warm_start: list[str] | str | None = None,
         **options: Any,
     ):
@@ -104,7 +123,16 @@ class Surrogate(Algorithm):
         self.initial, self.pool_size, self.mutants = initial, pool, mutants
         self.acquisition, self.kappa, self.xi, self.trees = acquisition, kappa, xi, trees
         self.warm_start = list(names or [])
-        self.features = FeatureMap(space, points)
+        if model not in MODELS:
+            raise AlgorithmConfigError(f"model must be one of {MODELS}, got {model!r}")
+        self.model = model
+        if initial_design not in INITIAL_DESIGNS:
+            raise AlgorithmConfigError(f"initial_design must be one of {INITIAL_DESIGNS}, got {initial_design!r}")
+        for key, flag in (("spectrum", spectrum), ("shape", shape)):
+            if not isinstance(flag, bool):
+                raise AlgorithmConfigError(f"{key} must be true or false, got {flag!r}")
+        self.features = FeatureMap(space, points, spectrum, shape)
+        self.anchors = baseline_features(self.features) if initial_design == "baselines" else []
         self.base_seed = int(rng.integers(2**31 - 1))
         self.observed: dict[str, Observation] = {}  # by identity, in the order told
         self.prior: dict[str, Observation] = {}  # warm-start data
@@ -114,7 +142,21 @@ class Surrogate(Algorithm):
 
     @classmethod
     def option_names(cls) -> list[str]:
-        return ["initial", "pool", "mutants", "acquisition", "kappa", "xi", "trees", "points", "warm_start"]
+        return [
+            "initial",
+            "pool",
+            "mutants",
+            "acquisition",
+            "kappa",
+            "xi",
+            "trees",
+            "points",
+            "spectrum",
+            "shape",
+            "initial_design",
+            "model",
+            "warm_start",
+        ]
 
     # -- tell ----------------------------------------------------------------------------------------
     def tell(self, result: Result) -> None:
@@ -173,7 +215,7 @@ class Surrogate(Algorithm):
         if not pool:  # everything the pool reached was seen: the runner's duplicate limit ends an exhausted space
             return Proposal(self.space.sample(rng), origin="sample", data=self._data())
         model_ready = len(known) >= self.initial and len({s for _, s in scored}) >= 2
-        index = self._acquire(pool, scored, rng) if model_ready else 0  # before the model: a fresh sample
+        index = self._acquire(pool, scored, rng) if model_ready else self._initial_choice(pool)
         chosen = pool[index]
         self.pending[chosen.identity] = chosen.features
         parent = chosen.parent
@@ -185,6 +227,15 @@ class Surrogate(Algorithm):
             generation=parent.generation + 1 if parent is not None else 0,
             data=self._data(),
         )
+
+    def _initial_choice(self, pool: list[Candidate]) -> int:
+        """Before the model: the pool member nearest the next baseline not yet used, else a fresh sample (the
+        pool's first member)."""
+        used = len(self.observed) + len(self.pending)
+        features = np.stack([c.features for c in pool])
+        if used >= len(self.anchors) or self.anchors[used].shape != features.shape[1:]:
+            return 0
+        return int(np.argmin(np.linalg.norm(features - self.anchors[used], axis=1)))
 
     def _data(self) -> dict[str, Any]:
         return {"surrogate_seed": self.base_seed}
@@ -231,17 +282,12 @@ class Surrogate(Algorithm):
         return list(pool.values())
 
     def _acquire(self, pool: list[Candidate], scored: list[tuple[Observation, float]], rng: np.random.Generator) -> int:
-        """Fit the forest (in-flight candidates at the mean value) and take the best acquisition value."""
+        """Fit the model (in-flight candidates at the mean value) and take the best acquisition value."""
         values = np.array([s for _, s in scored])
         features = [o.features for o, _ in scored] + list(self.pending.values())
         targets = np.concatenate([values, np.full(len(self.pending), values.mean())])
-        forest = RandomForestRegressor(
-            n_estimators=self.trees, max_features=0.3, min_samples_leaf=1, random_state=int(rng.integers(2**31 - 1))
-        )
-        forest.fit(np.stack(features), targets)
         candidates = np.stack([c.features for c in pool])
-        per_tree = np.stack([tree.predict(candidates) for tree in forest.estimators_])
-        mean, spread = per_tree.mean(axis=0), per_tree.std(axis=0)
+        mean, spread = self._predict(np.stack(features), targets, candidates, int(rng.integers(2**31 - 1)))
         if self.acquisition == "ucb":
             return int(np.argmax(mean + self.kappa * spread))
         own = [s for o, s in scored if o.identity in self.observed]
@@ -251,6 +297,41 @@ class Surrogate(Algorithm):
             z = np.where(spread > 0, gain / spread, 0.0)
         improvement = np.where(spread > 0, gain * norm.cdf(z) + spread * norm.pdf(z), np.maximum(gain, 0.0))
         return int(np.argmax(improvement))
+
+    def _predict(
+        self, features: np.ndarray, targets: np.ndarray, candidates: np.ndarray, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The model's mean and uncertainty at ``candidates``: a random forest's trees' mean and spread, or a
+        Gaussian process (Matern 5/2 on standardized features, with a noise term) posterior."""
+        if self.model == "forest":
+            forest = RandomForestRegressor(n_estimators=self.trees, max_features=0.3, random_state=seed)
+            forest.fit(features, targets)
+            per_tree = np.stack([tree.predict(candidates) for tree in forest.estimators_])
+            return per_tree.mean(axis=0), per_tree.std(axis=0)
+        center, scale = features.mean(axis=0), features.std(axis=0)
+        scale = np.where(scale > 1e-9, scale, 1.0)
+        width = np.sqrt(features.shape[1])
+        kernel = ConstantKernel() * Matern(length_scale=width, length_scale_bounds=(1e-2 * width, 1e2 * width))
+        process = GaussianProcessRegressor(kernel + WhiteKernel(1e-2), normalize_y=True, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            process.fit((features - center) / scale, targets)
+        mean, spread = process.predict((candidates - center) / scale, return_std=True)
+        return mean, spread
+
+
+def baseline_features(features: FeatureMap) -> list[np.ndarray]:
+    """What ``features`` sees of the well-known layers of its space's kind, in the space's order: the default
+    configuration's named seeds, so a space whose options cannot express them still gets them."""
+    from spaces import get_space
+
+    try:
+        reference = get_space(features.space.kind)
+    except Exception:  # noqa: BLE001 - a space without a default configuration has no baselines to start from
+        return []
+    describe = FeatureMap(reference, features.points, features.spectrum, features.shape)
+    described = [describe(genome) for genome in reference.seeds().values()]
+    return [d.features for d in described if d is not None]
 
 
 def _evaluation(config: StudyConfig) -> dict[str, Any]:

@@ -4,7 +4,12 @@ AQuaSurF describes an activation by its outputs on fixed N(0,1) draws clipped to
 sorted, so for an elementwise layer the finite-difference slopes between neighbours give the derivative's shape
 as well. Values pass through ``arcsinh`` (a layer that returns 1e30 and one that returns 1e6 differ by a few
 units, not by 1e30), and non-finite outputs become large finite ones. A candidate's identity is the hash of its
-rounded vector, so functionally equal candidates count once. Vectors are cached process-wide by genome
+rounded vector, so functionally equal candidates count once.
+
+With ``spectrum`` an elementwise layer is also described as AQuaSurF does with the Fisher information: by the
+eigenvalues (log10, largest first) of the empirical neural tangent kernel of a small fixed MLP that uses it, at
+initialization, on a fixed batch of N(0,1) inputs (``ntk_spectrum``, ~2 ms). It says how the layer shapes
+gradients, which outputs on probe points show only indirectly. Vectors are cached process-wide by genome
 (``Space.features`` depends on the genome alone, and benchmarks run many studies over one space); whether a
 genome builds and passes the static checks depends on the space's options, so that is cached per space.
 """
@@ -13,18 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.func import jacrev
 
 from spaces import Genome, Space
 
 PROBE_SEED = 1234  # the fingerprint's default seed
 CACHE_SIZE = 50_000
 _LARGE = 1e6
-_vectors: OrderedDict[tuple[str, int, str], np.ndarray] = OrderedDict()  # process-wide: features need no options
+NTK_BATCH, NTK_WIDTH, NTK_INPUTS = 16, 32, 8
+# process-wide: features need no options
+_vectors: OrderedDict[tuple[str, int, bool, bool, str], np.ndarray] = OrderedDict()
 
 
 def probe_points(count: int) -> torch.Tensor:
@@ -45,9 +54,11 @@ class Described:
 class FeatureMap:
     """Descriptions of a space's genomes; None for a genome that does not build here."""
 
-    def __init__(self, space: Space, points: int):
+    def __init__(self, space: Space, points: int, spectrum: bool = False, shape: bool = False):
         self.space = space
         self.points = points
+        self.spectrum = spectrum
+        self.shape = shape
         self.inputs = probe_points(points)
         self._x = self.inputs.double().numpy()
         self._described: dict[str, Described | None] = {}  # this space's verdicts (validity depends on options)
@@ -65,7 +76,7 @@ class FeatureMap:
         return described
 
     def _vector(self, text: str, genome: Genome) -> np.ndarray | None:
-        key = (self.space.kind, self.points, text)
+        key = (self.space.kind, self.points, self.spectrum, self.shape, text)
         if key in _vectors:
             _vectors.move_to_end(key)
             return _vectors[key]
@@ -87,7 +98,47 @@ class FeatureMap:
             with np.errstate(divide="ignore", invalid="ignore"):
                 slopes = np.diff(outputs) / np.maximum(np.diff(self._x), 1e-6)
             parts.append(slopes.clip(-_LARGE, _LARGE))
-        return np.arcsinh(np.concatenate(parts)).astype(np.float32)
+        features = np.arcsinh(np.concatenate(parts))
+        if self.shape:
+            features = np.concatenate([features, affine_shape(outputs, self._x)])
+        if self.spectrum and outputs.shape == self._x.shape:
+            features = np.concatenate([features, ntk_spectrum(self.space.build(genome))])
+        return features.astype(np.float32)
+
+
+def affine_shape(outputs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The outputs up to scale, shift and sign (standardized, sign such that they rise with x where the layer
+    is elementwise): the layer after it absorbs these, so functions equal up to them train alike."""
+    spread = outputs.std()
+    if not np.isfinite(spread) or spread < 1e-9:
+        return np.zeros_like(outputs)
+    shape = (outputs - outputs.mean()) / spread
+    if outputs.shape == x.shape and np.dot(shape, x - x.mean()) < 0:
+        shape = -shape
+    return shape
+
+
+def ntk_spectrum(layer: torch.nn.Module) -> np.ndarray:
+    """log10 eigenvalues, largest first, of the empirical NTK of a fixed 2-hidden-layer MLP using ``layer``, at
+    initialization on a fixed batch (zeros where the layer gives non-finite gradients)."""
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    inputs = torch.randn(NTK_BATCH, NTK_INPUTS, generator=generator)
+    shapes = [(NTK_INPUTS, NTK_WIDTH), (NTK_WIDTH, NTK_WIDTH), (NTK_WIDTH, 1)]
+    weights = [torch.randn(shape, generator=generator) / math.sqrt(shape[0]) for shape in shapes]
+
+    def network(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        hidden = layer(layer(x @ params[0]) @ params[1])
+        return (hidden @ params[2]).squeeze(-1)
+
+    try:
+        jacobians = jacrev(network)(weights, inputs)
+        jacobian = torch.cat([j.reshape(NTK_BATCH, -1) for j in jacobians], dim=1).double()
+        eigenvalues = torch.linalg.eigvalsh(jacobian @ jacobian.T).flip(0).numpy()
+    except Exception:  # noqa: BLE001 - a layer whose gradients cannot be taken has no spectrum to describe it by
+        return np.zeros(NTK_BATCH)
+    if not np.isfinite(eigenvalues).all():
+        return np.zeros(NTK_BATCH)
+    return np.log10(np.maximum(eigenvalues, 1e-12))
 
 
 def identity(vector: np.ndarray) -> str:

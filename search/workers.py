@@ -19,6 +19,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
+from evaluators.outcome import Outcome
 from evaluators.splits import VAL
 from search.config import StudyConfig, import_plugins
 from search.reaper import Reaper, start_in_own_group
@@ -157,13 +158,7 @@ class EvaluationWorker:
 
     def evaluate(self, job: dict[str, Any]) -> dict[str, Any]:
         started = time.time()
-        outcome = self.evaluator.evaluate(
-            job["genome"],
-            seed=job.get("seed", 0),
-            steps=job.get("steps"),
-            cascade=job.get("cascade", True),
-            split=job.get("split", VAL),
-        )
+        outcome = self._outcome(job)
         return {
             "outcome": outcome.to_dict(),
             "worker": self.name,
@@ -171,14 +166,27 @@ class EvaluationWorker:
             "finished": time.time(),
         }
 
+    def _outcome(self, job: dict[str, Any]) -> Outcome:
+        return self.evaluator.evaluate(
+            job["genome"],
+            seed=job.get("seed", 0),
+            steps=job.get("steps"),
+            cascade=job.get("cascade", True),
+            split=job.get("split", VAL),
+            halving=job.get("halving"),
+        )
 
     def evaluate_batch(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``evaluate`` for several jobs at once, one result each, in order: the proxy evaluator trains the jobs
-        that share a training budget and split together (``ProxyEvaluator.evaluate_many``)."""
+        that share a training budget and split together (``ProxyEvaluator.evaluate_many``). Jobs with halving
+        bars run one at a time: each stops at its own rung against its own bars, which stacking cannot follow."""
         started = time.time()
         outcomes: dict[int, Any] = {}
         groups: dict[tuple[Any, ...], list[int]] = {}
         for index, job in enumerate(jobs):
+            if job.get("halving") is not None:
+                outcomes[index] = self._outcome(job)
+                continue
             groups.setdefault((job.get("steps"), job.get("cascade", True), job.get("split", VAL)), []).append(index)
         for (steps, cascade, split), indices in groups.items():
             genomes, seeds = [jobs[i]["genome"] for i in indices], [jobs[i].get("seed", 0) for i in indices]
@@ -291,6 +299,10 @@ class WorkerPool:
                     cause = str(exc.__cause__ or exc).strip().splitlines()[-1]
                     raise WorkerStartError(f"workers could not start: {cause}") from None
         self._last_rescale = time.time()
+        return self.infos()
+
+    def infos(self) -> list[dict[str, Any]]:
+        """The infos of the actors that are up."""
         return [s.info for s in self.slots if s.info is not None]
 
     def _new_slot(self) -> Slot:

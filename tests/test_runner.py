@@ -7,9 +7,12 @@ import signal
 import time
 from pathlib import Path
 
+import ray
+
 from search.config import parse_config
 from search.runner import StudyRunner
 from search.store import Store
+from search.workers import make_pool
 from tests.conftest import start_study_in_thread, study_config
 
 
@@ -50,6 +53,24 @@ def test_seed_baselines_are_evaluated_first(ray_address: str, tmp_path: Path) ->
     _, rows = _search_rows(store, "seeds")
     seeds = [c.seed_name for c, _ in sorted(rows, key=lambda ce: ce[0].id)[:3]]
     assert seeds == ["relu", "gelu", "silu"]
+
+
+def test_studies_can_share_a_pool_the_caller_owns(ray_address: str, tmp_path: Path) -> None:
+    first = parse_config(study_config("shared-a", tmp_path, budget={"evaluations": 8}))
+    pool = make_pool(first, StudyRunner(first, Store(first.store.url)).space, 2)
+    pool.start()
+    actors = [slot.actor for slot in pool.slots]
+    try:
+        store = Store(first.store.url)
+        for name in ("shared-a", "shared-b"):
+            config = parse_config(study_config(name, tmp_path, budget={"evaluations": 8}))
+            assert StudyRunner(config, store, progress=False, pool=pool).run().status == "finished"
+            _, rows = _search_rows(store, name)
+            assert len([e for _, e in rows if e.status in ("done", "rejected", "failed")]) == 8
+        assert [slot.actor for slot in pool.slots] == actors  # neither run shut the pool down or replaced actors
+        assert ray.get(actors[0].info.remote())["name"] == "worker-1"
+    finally:
+        pool.shutdown()
 
 
 def test_bad_candidates_are_recorded_and_the_study_goes_on(ray_address: str, tmp_path: Path) -> None:

@@ -114,12 +114,52 @@ def test_the_model_finds_good_functions_sooner_than_random(space) -> None:
     assert np.median(surrogate) < np.median(random)
 
 
+def test_the_baseline_design_starts_from_well_known_layers(space) -> None:
+    """Where the space expresses them (``identity`` lets u(u(x)) be relu(x)), the first asks are the baselines;
+    the closest functions stand in for the others (no ``gelu`` among UNARY)."""
+    algo = make_algorithm("surrogate", space, ONE, np.random.default_rng(3), {**SMALL, "initial_design": "baselines"})
+    first = [algo.ask() for _ in range(3)]
+    outputs = [space.build(p.genome)(_X) for p in first]
+    assert torch.allclose(outputs[0], torch.relu(_X))  # relu, then leaky_relu's nearest: relu is taken
+    assert torch.allclose(outputs[2], torch.nn.functional.elu(_X))
+    assert len({space.canonical(p.genome) for p in first}) == 3
+
+
+def test_the_spectrum_feature_tells_apart_what_the_outputs_do_not_show(space) -> None:
+    plain = make_algorithm("surrogate", space, ONE, np.random.default_rng(0), SMALL).features
+    spectral = make_algorithm("surrogate", space, ONE, np.random.default_rng(0), {**SMALL, "spectrum": True})
+    relu, tanh = space.parse("identity(relu(x))"), space.parse("identity(tanh(x))")
+    extra = spectral.features(relu).features[len(plain(relu).features) :]
+    assert extra.shape == (16,) and np.isfinite(extra).all()
+    assert np.all(np.diff(extra) <= 0)  # log eigenvalues, largest first
+    assert not np.allclose(extra, spectral.features(tanh).features[len(plain(tanh).features) :])
+
+
+@pytest.mark.parametrize("model", ["forest", "gp"])
+def test_both_models_propose_better_functions_once_trained(space, model) -> None:
+    """After the same 24 random outcomes, the model's next 5 proposals are closer to GELU than random draws."""
+    options = {**SMALL, "initial": 24, "model": model, "initial_design": "random"}
+    algo = make_algorithm("surrogate", space, ONE, np.random.default_rng(5), options)
+    for i in range(24):
+        algo.tell(_result(space, i + 1, algo.ask()))
+    chosen = []
+    for i in range(5):
+        proposal = algo.ask()
+        chosen.append(closeness_to_gelu(space, proposal.genome))
+        algo.tell(_result(space, 25 + i, proposal))
+    drawn = [closeness_to_gelu(space, space.sample(np.random.default_rng(100 + i))) for i in range(200)]
+    assert np.median([c for c in chosen if c is not None]) > np.median([d for d in drawn if d is not None])
+
+
 def test_bad_options_are_refused(space) -> None:
     for options, message in [
         ({"acquisition": "pi"}, "acquisition"),
         ({"initial": 0}, "initial"),
         ({"warm_start": [3]}, "must list study names"),
         ({"temperature": 1}, "unknown options"),
+        ({"model": "svm"}, "model must be one of"),
+        ({"initial_design": "grid"}, "initial_design must be one of"),
+        ({"spectrum": "yes"}, "spectrum must be true or false"),
     ]:
         with pytest.raises(AlgorithmConfigError, match=message):
             make_algorithm("surrogate", space, ONE, np.random.default_rng(0), options)
@@ -213,4 +253,5 @@ def test_the_norm_act_space_is_described_by_its_probe_outputs() -> None:
         normact.validate(proposal.genome)
         algo.tell(Result(i + 1, proposal.genome, 0, "done", {"val_acc@mlp": 0.1 * i}, proposal.data))
     assert len(algo.observed) == 4
-    assert {o.features.shape for o in algo.observed.values()} == {(512,)}  # the (4, 8, 4, 4) probe, flattened
+    # the (4, 8, 4, 4) probe's outputs, flattened, then the same up to scale, shift and sign
+    assert {o.features.shape for o in algo.observed.values()} == {(1024,)}
