@@ -31,10 +31,11 @@ from spaces import get_space
 OLD = {"lr": 3e-3, "batch_size": 128, "warmup_fraction": 0.0}
 NO_WARMUP = {"lr": 1e-2, "batch_size": 100, "warmup_fraction": 0.0}
 NEW = {name: ProxyConfig.model_fields[name].default for name in OLD}
-SETTINGS = {"old": OLD, "no warm-up": NO_WARMUP, "new": NEW}
+WEIGHT_DECAY = {**NEW, "weight_decay": 1e-3}  # Adam's L2 term, as a proxy's `weight_decay: 0.001` sets it
+SETTINGS = {"old": OLD, "no warm-up": NO_WARMUP, "new": NEW, "weight decay 1e-3": WEIGHT_DECAY}
 MODELS = {  # name: (arch, options, steps, splits, activation)
-    "paper MLP [100, 100]": ("mlp", {"hidden": [100, 100]}, 6000, ("test",), "relu"),
-    "paper CNN [32, 32, 32]": ("cnn1d", {"channels": [32, 32, 32]}, 6000, ("test",), "relu"),
+    "paper MLP [100, 100]": ("mlp", {"hidden": [100, 100]}, 6000, ("val", "test"), "relu"),
+    "paper CNN [32, 32, 32]": ("cnn1d", {"channels": [32, 32, 32]}, 6000, ("val", "test"), "relu"),
     "quickstart mlp [64, 64]": ("mlp", {"hidden": [64, 64]}, 2000, ("val", "test"), "relu"),
     "quickstart cnn1d": ("cnn1d", {"channels": [32, 32, 32]}, 1000, ("val", "test"), "relu"),
     "quickstart cnn1d softplus": ("cnn1d", {"channels": [32, 32, 32]}, 1000, ("val",), "softplus"),
@@ -54,10 +55,11 @@ def _accuracy(job: tuple[str, str, str, int]) -> tuple[str, str, str, int, float
     return model, setting, split, seed, metrics[f"{split}_acc"]
 
 
-def accuracies(seeds: int, processes: int, settings: list[str]) -> None:
+def accuracies(seeds: int, processes: int, settings: list[str], models: list[str]) -> None:
     jobs = [
         (model, setting, split, seed)
         for model, (_, _, _, splits, _) in MODELS.items()
+        if model in models
         for split in splits
         for seed in range(seeds)
         for setting in settings
@@ -67,7 +69,7 @@ def accuracies(seeds: int, processes: int, settings: list[str]) -> None:
     print(f"MNIST-1D, {seeds} seeds; Adam " + "; ".join(f"{name}: {SETTINGS[name]}" for name in settings))
     print(f"{'model':26s} {'steps':>5s} {'split':>5s}" + "".join(f"{name:>16s}" for name in settings))
     for model, (_, _, steps, splits, _) in MODELS.items():
-        for split in splits:
+        for split in splits if model in models else ():
             cells = []
             for setting in settings:
                 values = [a for m, s, sp, _, a in results if (m, s, sp) == (model, setting, split)]
@@ -102,13 +104,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--cost-repeats", type=int, default=2, help="rounds of the quickstart cost comparison")
+    parser.add_argument("--cost-repeats", type=int, default=2, help="quickstart cost rounds (0: none)")
     parser.add_argument("--cost-only", action="store_true", help="skip the accuracies")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
+    parser.add_argument("--models", default=";".join(MODELS), help=f"semicolon-separated, of: {'; '.join(MODELS)}")
     args = parser.parse_args()
     if not args.cost_only:
-        accuracies(args.seeds, args.processes, args.settings.split(","))
-    quickstart_cost(args.cost_repeats)
+        accuracies(args.seeds, args.processes, args.settings.split(","), args.models.split(";"))
+    if args.cost_repeats > 0:
+        quickstart_cost(args.cost_repeats)
 
 
 if __name__ == "__main__":

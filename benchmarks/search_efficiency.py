@@ -191,7 +191,12 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--max-evaluations", type=int, default=400)
     parser.add_argument("--out", default="runs/search_efficiency.json")
+    parser.add_argument("--markdown", nargs="+", metavar="JSON", help="print earlier runs' tables, then stop")
     args = parser.parse_args()
+    if args.markdown:
+        for path in args.markdown:
+            print(markdown(json.loads(Path(path).read_text())))
+        return
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
@@ -235,12 +240,37 @@ def main() -> None:
                 summary["wall_seconds"] = round(time.perf_counter() - started, 1)
                 entry["algorithms"][variant] = {**summary, "runs": [asdict(r) for r in runs[variant]]}
                 print(_line(variant, summary), flush=True)
+                report["tables"][str(table)] = entry
+                _write(args.out, report)  # after every variant: a long run interrupted keeps what it finished
             for pool in pools.values():
                 pool.shutdown()
-            report["tables"][str(table)] = entry
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """A run's figures as Markdown tables, one per table, for BENCHMARKS.md."""
+    lines = []
+    for table, entry in report["tables"].items():
+        lines += [
+            f"{table}: {entry['functions']} functions, top 1% = {entry['top']}, {report['seeds']} seeds",
+            "",
+            "| algorithm | trainings: median | mean | p90 | seconds: median | mean | to top 5%: median "
+            "| fewer than random (median) | Wilcoxon p |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, s in entry["algorithms"].items():
+            versus = f"x{s['median_ratio']:.2f} | {s['wilcoxon_p']:.2g}" if "median_ratio" in s else "- | -"
+            lines.append(
+                f"| {name} | {s['median']:g} | {s['mean']:.1f} | {s['p90']:.1f} | {s['median_seconds']:.1f} "
+                f"| {s['mean_seconds']:.1f} | {s['median_to_top5']:g} | {versus} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write(out: str, report: dict[str, Any]) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=1) + "\n")
 
 
 def _line(variant: str, s: dict[str, Any]) -> str:

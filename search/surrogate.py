@@ -5,8 +5,9 @@ fixed probe points and their slopes; with ``shape``, the default, also those out
 with ``spectrum``, the NTK eigenvalues of a small network using it), which costs a forward pass instead of a
 training. Each ask:
 
-1. draws a pool of fresh samples and mutations of the best candidates so far, keeping those that are new (not
-   told, not in flight, by functional identity) and pass the space's static checks;
+1. draws a pool of fresh samples and mutations of the best candidates so far (in a space that lists no more
+   genomes than ``pool``, every genome), keeping those that are new (not told, not in flight, by functional
+   identity) and pass the space's static checks;
 2. until ``initial`` candidates have been told (own or warm-start), proposes, with ``initial_design: baselines``
    (the default), the pool member nearest in features to each of the space kind's well-known layers in turn (ReLU,
    leaky ReLU, ELU, ... for activations; where the space expresses one, that layer itself): a prior that good
@@ -48,7 +49,7 @@ from evaluators.vocabulary import Status, StudyStatus
 from search.ask_tell import Algorithm, AlgorithmConfigError, Proposal, Result
 from search.objectives import signed_values
 from search.surrogate_features import FeatureMap
-from spaces import Genome, GenomeError, Space
+from spaces import Genome, GenomeError, Space, SpaceConfigError
 
 if TYPE_CHECKING:
     from search.config import StudyConfig
@@ -133,6 +134,7 @@ class Surrogate(Algorithm):
                 raise AlgorithmConfigError(f"{key} must be true or false, got {flag!r}")
         self.features = FeatureMap(space, points, spectrum, shape)
         self.anchors = baseline_features(self.features) if initial_design == "baselines" else []
+        self.universe = whole_space(space, pool)
         self.base_seed = int(rng.integers(2**31 - 1))
         self.observed: dict[str, Observation] = {}  # by identity, in the order told
         self.prior: dict[str, Observation] = {}  # warm-start data
@@ -215,7 +217,7 @@ class Surrogate(Algorithm):
         if not pool:  # everything the pool reached was seen: the runner's duplicate limit ends an exhausted space
             return Proposal(self.space.sample(rng), origin="sample", data=self._data())
         model_ready = len(known) >= self.initial and len({s for _, s in scored}) >= 2
-        index = self._acquire(pool, scored, rng) if model_ready else self._initial_choice(pool)
+        index = self._acquire(pool, scored, rng) if model_ready else self._initial_choice(pool, rng)
         chosen = pool[index]
         self.pending[chosen.identity] = chosen.features
         parent = chosen.parent
@@ -228,13 +230,12 @@ class Surrogate(Algorithm):
             data=self._data(),
         )
 
-    def _initial_choice(self, pool: list[Candidate]) -> int:
-        """Before the model: the pool member nearest the next baseline not yet used, else a fresh sample (the
-        pool's first member)."""
+    def _initial_choice(self, pool: list[Candidate], rng: np.random.Generator) -> int:
+        """Before the model: the pool member nearest the next baseline not yet used, else one drawn at random."""
         used = len(self.observed) + len(self.pending)
         features = np.stack([c.features for c in pool])
         if used >= len(self.anchors) or self.anchors[used].shape != features.shape[1:]:
-            return 0
+            return int(rng.integers(len(pool)))
         return int(np.argmin(np.linalg.norm(features - self.anchors[used], axis=1)))
 
     def _data(self) -> dict[str, Any]:
@@ -255,7 +256,8 @@ class Surrogate(Algorithm):
         return [(o, by_identity.get(o.identity, 0.0)) for o in known]
 
     def _pool(self, rng: np.random.Generator, parents: list[Observation]) -> list[Candidate]:
-        """Fresh samples and mutations of ``parents`` that are new and pass the static checks, one per function."""
+        """Fresh samples and mutations of ``parents`` that are new and pass the static checks, one per function;
+        in a space that lists no more genomes than ``pool``, every genome instead (the model scores them all)."""
         seen = set(self.observed) | set(self.pending)
         pool: dict[str, Candidate] = {}
 
@@ -267,6 +269,10 @@ class Surrogate(Algorithm):
             if key not in seen and key not in pool:
                 pool[key] = Candidate(genome, described.features, key, parent, op)
 
+        if self.universe is not None:
+            for genome in self.universe:
+                offer(genome)
+            return list(pool.values())
         for _ in range(self.pool_size):
             offer(self.space.sample(rng))
         for i in range(self.mutants if parents else 0):
@@ -318,6 +324,15 @@ class Surrogate(Algorithm):
             process.fit((features - center) / scale, targets)
         mean, spread = process.predict((candidates - center) / scale, return_std=True)
         return mean, spread
+
+
+def whole_space(space: Space, pool: int) -> list[Genome] | None:
+    """The space's genomes where it lists them and they are no more than ``pool``, else None."""
+    try:
+        genomes = space.enumerate()
+    except SpaceConfigError:
+        return None
+    return genomes if len(genomes) <= pool else None
 
 
 def baseline_features(features: FeatureMap) -> list[np.ndarray]:

@@ -151,6 +151,14 @@ def test_both_models_propose_better_functions_once_trained(space, model) -> None
     assert np.median([c for c in chosen if c is not None]) > np.median([d for d in drawn if d is not None])
 
 
+def test_a_space_no_larger_than_the_pool_is_scored_whole(space) -> None:
+    whole = make_algorithm("surrogate", space, ONE, np.random.default_rng(0), SMALL)  # 144 genomes, pool 200
+    functions = {whole.features(g).identity for g in space.enumerate() if whole.features(g).passes_static}
+    assert {c.identity for c in whole._pool(np.random.default_rng(1), [])} == functions
+    sampled = make_algorithm("surrogate", space, ONE, np.random.default_rng(0), {**SMALL, "pool": 20})
+    assert sampled.universe is None and len(sampled._pool(np.random.default_rng(1), [])) <= 20
+
+
 def test_bad_options_are_refused(space) -> None:
     for options, message in [
         ({"acquisition": "pi"}, "acquisition"),
