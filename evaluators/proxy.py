@@ -317,28 +317,20 @@ class ProxyEvaluator(Evaluator):
         budgets = {name: rung_steps(proxy.steps, halving) for name, proxy in self.proxies.items()}
         for rung in range(halving.rungs):
             steps = {name: budget[rung] for name, budget in budgets.items()}
-            results: dict[str, Any] = {}
-            for name, proxy in self.proxies.items():
-                result = train_proxy(
-                    self.space,
-                    genome,
-                    self.datasets[name],
-                    proxy,
-                    seed=proxy.seed + seed,
-                    steps=steps[name],
-                    device=self.torch_device,
-                    amp=self.config.amp,
-                )
-                results.update({f"{metric}@{name}": value for metric, value in result.items()})
-                metrics.update({rung_metric(rung, f"{metric}@{name}"): value for metric, value in result.items()})
-            _aggregate(results, list(self.proxies), VAL)
-            metrics.update({rung_metric(rung, name): results[name] for name in AGGREGATE_METRICS if name in results})
+            results = self._train_proxies(genome, seed, steps, VAL)
+            metrics.update({rung_metric(rung, name): value for name, value in results.items()})
             values = {o.name: results.get(o.name) for o in self.config.objectives}
             check_rung(rung, steps_label(steps), values, bars, self.config.objectives, halving.eta)
 
     def _train_all(
         self, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any], split: Split
     ) -> None:
+        budgets = {name: proxy.steps if steps is None else steps for name, proxy in self.proxies.items()}
+        metrics.update(self._train_proxies(genome, seed, budgets, split))
+
+    def _train_proxies(self, genome: Genome, seed: int, steps: dict[str, int], split: Split) -> dict[str, Any]:
+        """Every proxy trained alone for its ``steps``: metrics as ``metric@proxy``, plus the aggregates."""
+        results: dict[str, Any] = {}
         for name, proxy in self.proxies.items():
             result = train_proxy(
                 self.space,
@@ -346,13 +338,14 @@ class ProxyEvaluator(Evaluator):
                 self.datasets[name],
                 proxy,
                 seed=proxy.seed + seed,
-                steps=proxy.steps if steps is None else steps,
+                steps=steps[name],
                 device=self.torch_device,
                 amp=self.config.amp,
                 split=split,
             )
-            metrics.update({f"{metric}@{name}": value for metric, value in result.items()})
-        _aggregate(metrics, list(self.proxies), split)
+            results.update({f"{metric}@{name}": value for metric, value in result.items()})
+        _aggregate(results, list(self.proxies), split)
+        return results
 
     def _gate_together(self, runs: list[_Evaluation]) -> None:
         """The quality gate of ``_quality_gate``, proxy by proxy, for every member still running."""
