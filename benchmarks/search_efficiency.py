@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from scipy.stats import wilcoxon
+from scipy.stats import spearmanr, wilcoxon
 
-from evaluators.table import GENOME, RecordedTable, TableEvaluator, sidecar
+from evaluators.table import GENOME, RecordedTable, TableEvaluator, column, sidecar
 from evaluators.vocabulary import FINISHED, Status
 from search.config import StudyConfig, parse_config
 from search.runner import StudyRunner
@@ -127,6 +127,32 @@ def study_config(table: Path, variant: str, seed: int, max_evaluations: int, sto
     )
 
 
+def table_facts(config: StudyConfig) -> str:
+    """How far apart a function's training seeds are, and how well each shorter budget ranks the functions."""
+    table, name = RecordedTable.read(config.evaluator.table.path), _objective(config)
+    seeds = table.seeds()
+
+    def mean(row: dict[str, str], steps: int | None) -> float | None:
+        cells = [row.get(column(name, seed, steps)) for seed in seeds]
+        return None if any(c in (None, "") for c in cells) else float(np.mean([float(c) for c in cells]))
+
+    full = {key: mean(row, None) for key, row in table.rows.items()}
+    facts = []
+    if len(seeds) == 2:
+        gaps = [
+            abs(float(row[column(name, seeds[0])]) - float(row[column(name, seeds[1])]))
+            for key, row in table.rows.items()
+            if full[key] is not None
+        ]
+        facts.append(f"median gap between the two seeds {np.median(gaps):.4f}")
+    for steps in sorted({s for (_, s) in table.runs() if s is not None}):
+        pairs = [(full[k], mean(row, steps)) for k, row in table.rows.items() if full[k] is not None]
+        pairs = [(a, b) for a, b in pairs if b is not None]
+        ranks = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic
+        facts.append(f"Spearman of {steps} steps with the full run {ranks:.3f} ({len(pairs)} functions)")
+    return "; ".join(facts)
+
+
 def top_threshold(config: StudyConfig, fraction: float = TOP_FRACTION) -> tuple[float, int, int]:
     """The value (oriented: larger is better) a function needs to be in the table's top ``fraction``, that top's
     size (ties included) and the table's size."""
@@ -213,6 +239,7 @@ def main() -> None:
             threshold, hits, size = top_threshold(first)
             context, context_hits, _ = top_threshold(first, CONTEXT_FRACTION)
             print(f"{table}: {size} functions; top 1% = {hits} with {_objective(first)} at {threshold:.4f} or better")
+            print(f"  {table_facts(first)}")
             start_ray_for(first, Path(scratch))
             entry: dict[str, Any] = {"functions": size, "top": hits, "threshold": threshold, "algorithms": {}}
             entry.update(top5=context_hits, threshold5=context)
