@@ -1,5 +1,6 @@
 """MNIST-1D with the proxies' optimizer settings over time: old (Adam lr 3e-3, batch 128), lr 1e-2 and batch 100
-without warm-up, and the new defaults (the same with a linear lr warm-up over the first 5% of the steps).
+without warm-up, and the new defaults (the same with a linear lr warm-up over the first 5% of the steps); and
+two alternatives to the defaults, checked on validation: weight decay 1e-3 and a cosine lr decay after the warm-up.
 
 Side by side, with the same seeds (ReLU; softplus where the warm-up matters): the MNIST-1D paper's models
 (MLP [100, 100] and 1-D CNN [32, 32, 32]) at 6,000 steps, scored on the official test split after training on the
@@ -32,7 +33,8 @@ OLD = {"lr": 3e-3, "batch_size": 128, "warmup_fraction": 0.0}
 NO_WARMUP = {"lr": 1e-2, "batch_size": 100, "warmup_fraction": 0.0}
 NEW = {name: ProxyConfig.model_fields[name].default for name in OLD}
 WEIGHT_DECAY = {**NEW, "weight_decay": 1e-3}  # Adam's L2 term, as a proxy's `weight_decay: 0.001` sets it
-SETTINGS = {"old": OLD, "no warm-up": NO_WARMUP, "new": NEW, "weight decay 1e-3": WEIGHT_DECAY}
+COSINE = {**NEW, "lr_schedule": "cosine"}  # after the warm-up, cosine decay to zero instead of a constant lr
+SETTINGS = {"old": OLD, "no warm-up": NO_WARMUP, "new": NEW, "weight decay 1e-3": WEIGHT_DECAY, "cosine": COSINE}
 MODELS = {  # name: (arch, options, steps, splits, activation)
     "paper MLP [100, 100]": ("mlp", {"hidden": [100, 100]}, 6000, ("val", "test"), "relu"),
     "paper CNN [32, 32, 32]": ("cnn1d", {"channels": [32, 32, 32]}, 6000, ("val", "test"), "relu"),
