@@ -62,6 +62,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "surrogate_rs_no_shape": {"algorithm": {"name": "surrogate", "options": {**RANDOM_START, "shape": False}}},
     "surrogate_rs_spectrum": {"algorithm": {"name": "surrogate", "options": {**RANDOM_START, "spectrum": True}}},
     "surrogate_rs_gp": {"algorithm": {"name": "surrogate", "options": {**RANDOM_START, "model": "gp"}}},
+    "surrogate_rs_shape_twins": {
+        "algorithm": {"name": "surrogate", "options": {**RANDOM_START, "distinct_shapes": False}}
+    },
     "random_halving": {"algorithm": {"name": "random"}, "evaluator": HALVING},
     "surrogate_halving": {"algorithm": {"name": "surrogate"}, "evaluator": HALVING},
 }

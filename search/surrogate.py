@@ -7,7 +7,9 @@ training. Each ask:
 
 1. draws a pool of fresh samples and mutations of the best candidates so far (in a space that lists no more
    genomes than ``pool``, every genome), keeping those that are new (not told, not in flight, by functional
-   identity) and pass the space's static checks;
+   identity) and pass the space's static checks; with ``distinct_shapes`` (the default), also dropping those equal
+   to a told or in-flight candidate up to scale, shift and sign, while others are left (a rescaled copy of the best
+   is no discovery, and with learnable scalars it is the same layer at another initial value);
 2. until ``initial`` candidates have been told (own or warm-start), proposes, with ``initial_design: baselines``
    (the default), the pool member nearest in features to each of the space kind's well-known layers in turn (ReLU,
    leaky ReLU, ELU, ... for activations; where the space expresses one, that layer itself): a prior that good
@@ -48,7 +50,7 @@ from evaluators.config import Objective
 from evaluators.vocabulary import Status, StudyStatus
 from search.ask_tell import Algorithm, AlgorithmConfigError, Proposal, Result
 from search.objectives import signed_values
-from search.surrogate_features import FeatureMap
+from search.surrogate_features import FeatureMap, shape_twins
 from spaces import Genome, GenomeError, Space, SpaceConfigError
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ class Observation:
     features: np.ndarray
     values: tuple[float, ...] | None  # objectives turned so that larger is better; None if rejected or failed
     genome: Genome
+    shape_vector: np.ndarray  # ``Described.shape_vector``
     candidate_id: int | None = None  # None for warm-start data from another study
     generation: int = 0
 
@@ -81,6 +84,7 @@ class Candidate:
     genome: Genome
     features: np.ndarray
     identity: str
+    shape_vector: np.ndarray
     parent: Observation | None = None
     mutation_op: str | None = None
 
@@ -105,6 +109,7 @@ class Surrogate(Algorithm):
         shape: bool = True,
         initial_design: str = "baselines",
         model: str = "forest",
+        distinct_shapes: bool = True,
         warm_start: list[str] | str | None = None,
         **options: Any,
     ):
@@ -129,16 +134,17 @@ class Surrogate(Algorithm):
         self.model = model
         if initial_design not in INITIAL_DESIGNS:
             raise AlgorithmConfigError(f"initial_design must be one of {INITIAL_DESIGNS}, got {initial_design!r}")
-        for key, flag in (("spectrum", spectrum), ("shape", shape)):
+        for key, flag in (("spectrum", spectrum), ("shape", shape), ("distinct_shapes", distinct_shapes)):
             if not isinstance(flag, bool):
                 raise AlgorithmConfigError(f"{key} must be true or false, got {flag!r}")
         self.features = FeatureMap(space, points, spectrum, shape)
+        self.distinct_shapes = distinct_shapes
         self.anchors = baseline_features(self.features) if initial_design == "baselines" else []
         self.universe = whole_space(space, pool)
         self.base_seed = int(rng.integers(2**31 - 1))
         self.observed: dict[str, Observation] = {}  # by identity, in the order told
         self.prior: dict[str, Observation] = {}  # warm-start data
-        self.pending: dict[str, np.ndarray] = {}  # asked, not told yet
+        self.pending: dict[str, Candidate] = {}  # asked, not told yet
         self.tells = 0
         self.asks_since_tell = 0
 
@@ -157,6 +163,7 @@ class Surrogate(Algorithm):
             "shape",
             "initial_design",
             "model",
+            "distinct_shapes",
             "warm_start",
         ]
 
@@ -179,7 +186,7 @@ class Surrogate(Algorithm):
         if described is None:
             return None  # does not build (an invalid genome): nothing to learn about a function
         values = signed_values(objectives, self.objectives) if status == Status.DONE else None
-        return Observation(described.identity, described.features, values, genome)
+        return Observation(described.identity, described.features, values, genome, described.shape_vector)
 
     # -- warm start ----------------------------------------------------------------------------------
     def learn_from(self, store: Store, config: StudyConfig) -> None:
@@ -219,7 +226,7 @@ class Surrogate(Algorithm):
         model_ready = len(known) >= self.initial and len({s for _, s in scored}) >= 2
         index = self._acquire(pool, scored, rng) if model_ready else self._initial_choice(pool, rng)
         chosen = pool[index]
-        self.pending[chosen.identity] = chosen.features
+        self.pending[chosen.identity] = chosen
         parent = chosen.parent
         return Proposal(
             chosen.genome,
@@ -267,12 +274,12 @@ class Surrogate(Algorithm):
                 return
             key = described.identity
             if key not in seen and key not in pool:
-                pool[key] = Candidate(genome, described.features, key, parent, op)
+                pool[key] = Candidate(genome, described.features, key, described.shape_vector, parent, op)
 
         if self.universe is not None:
             for genome in self.universe:
                 offer(genome)
-            return list(pool.values())
+            return self._new_shapes(list(pool.values()))
         for _ in range(self.pool_size):
             offer(self.space.sample(rng))
         for i in range(self.mutants if parents else 0):
@@ -285,12 +292,24 @@ class Surrogate(Algorithm):
             except GenomeError:
                 continue  # a warm-start genome outside this space's limits, or one no mutation changes
             offer(genome, parent, op)
-        return list(pool.values())
+        return self._new_shapes(list(pool.values()))
+
+    def _new_shapes(self, pool: list[Candidate]) -> list[Candidate]:
+        """With ``distinct_shapes``, the pool less the members whose outputs are a told, warm-start or in-flight
+        candidate's up to scale, shift and sign (the next layer absorbs those; a learnable scale's initial value
+        makes no new function), unless that leaves nothing."""
+        known = [o.shape_vector for o in (*self.observed.values(), *self.prior.values())]
+        known += [c.shape_vector for c in self.pending.values()]
+        known = [vector for vector in known if pool and vector.shape == pool[0].shape_vector.shape]
+        if not self.distinct_shapes or not known or not pool:
+            return pool
+        twins = shape_twins(np.stack([c.shape_vector for c in pool]), np.stack(known))
+        return pool if twins.all() else [c for c, twin in zip(pool, twins, strict=True) if not twin]
 
     def _acquire(self, pool: list[Candidate], scored: list[tuple[Observation, float]], rng: np.random.Generator) -> int:
         """Fit the model (in-flight candidates at the mean value) and take the best acquisition value."""
         values = np.array([s for _, s in scored])
-        features = [o.features for o, _ in scored] + list(self.pending.values())
+        features = [o.features for o, _ in scored] + [c.features for c in self.pending.values()]
         targets = np.concatenate([values, np.full(len(self.pending), values.mean())])
         candidates = np.stack([c.features for c in pool])
         mean, spread = self._predict(np.stack(features), targets, candidates, int(rng.integers(2**31 - 1)))

@@ -31,9 +31,10 @@ from spaces import Genome, Space
 PROBE_SEED = 1234  # the fingerprint's default seed
 CACHE_SIZE = 50_000
 _LARGE = 1e6
+SHAPE_TOLERANCE = 1e-3  # standardized units: a rescaled, shifted or negated copy differs by float noise only
 NTK_BATCH, NTK_WIDTH, NTK_INPUTS = 16, 32, 8
 # process-wide: features need no options
-_vectors: OrderedDict[tuple[str, int, bool, bool, str], np.ndarray] = OrderedDict()
+_vectors: OrderedDict[tuple[str, int, bool, bool, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
 
 def probe_points(count: int) -> torch.Tensor:
@@ -49,6 +50,7 @@ class Described:
     features: np.ndarray
     identity: str  # equal for functional duplicates on the probe points
     passes_static: bool  # the space's static checks find nothing to reject it for
+    shape_vector: np.ndarray  # the outputs up to scale, shift and sign (``affine_shape``)
 
 
 class FeatureMap:
@@ -67,27 +69,29 @@ class FeatureMap:
         text = json.dumps(genome, sort_keys=True, separators=(",", ":"))
         if text in self._described:
             return self._described[text]
-        vector = self._vector(text, genome)
+        computed = self._vector(text, genome)
         described = None
-        if vector is not None:
-            described = Described(vector, identity(vector), not self.space.static_problems(genome))
+        if computed is not None:
+            vector, shape = computed
+            described = Described(vector, identity(vector), not self.space.static_problems(genome), shape)
         if len(self._described) < CACHE_SIZE:
             self._described[text] = described
         return described
 
-    def _vector(self, text: str, genome: Genome) -> np.ndarray | None:
+    def _vector(self, text: str, genome: Genome) -> tuple[np.ndarray, np.ndarray] | None:
         key = (self.space.kind, self.points, self.spectrum, self.shape, text)
         if key in _vectors:
             _vectors.move_to_end(key)
             return _vectors[key]
-        vector = self._compute(genome)
-        if vector is not None:
-            _vectors[key] = vector
+        computed = self._compute(genome)
+        if computed is not None:
+            _vectors[key] = computed
             if len(_vectors) > CACHE_SIZE:
                 _vectors.popitem(last=False)
-        return vector
+        return computed
 
-    def _compute(self, genome: Genome) -> np.ndarray | None:
+    def _compute(self, genome: Genome) -> tuple[np.ndarray, np.ndarray] | None:
+        """The feature vector and the affine shape of the outputs."""
         try:
             outputs = self.space.features(genome, self.inputs)
         except Exception:  # noqa: BLE001 - a genome that does not build has no features; its evaluation says why
@@ -99,11 +103,12 @@ class FeatureMap:
                 slopes = np.diff(outputs) / np.maximum(np.diff(self._x), 1e-6)
             parts.append(slopes.clip(-_LARGE, _LARGE))
         features = np.arcsinh(np.concatenate(parts))
+        shape = affine_shape(outputs, self._x)
         if self.shape:
-            features = np.concatenate([features, affine_shape(outputs, self._x)])
+            features = np.concatenate([features, shape])
         if self.spectrum and outputs.shape == self._x.shape:
             features = np.concatenate([features, ntk_spectrum(self.space.build(genome))])
-        return features.astype(np.float32)
+        return features.astype(np.float32), shape.astype(np.float32)
 
 
 def affine_shape(outputs: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -139,6 +144,19 @@ def ntk_spectrum(layer: torch.nn.Module) -> np.ndarray:
     if not np.isfinite(eigenvalues).all():
         return np.zeros(NTK_BATCH)
     return np.log10(np.maximum(eigenvalues, 1e-12))
+
+
+def shape_twins(shapes: np.ndarray, known: np.ndarray, tolerance: float = SHAPE_TOLERANCE) -> np.ndarray:
+    """For each row of ``shapes``, whether some row of ``known`` has the same shape: within ``tolerance`` at every
+    probe point (a distance, not a rounded hash, so float noise of a rescaled copy never splits a pair)."""
+    twins = np.zeros(len(shapes), dtype=bool)
+    if len(known) == 0 or len(shapes) == 0:
+        return twins
+    for begin in range(0, len(shapes), 256):  # chunks bound the (chunk, known, points) intermediate
+        chunk = shapes[begin : begin + 256]
+        distance = np.abs(chunk[:, None, :] - known[None, :, :]).max(axis=2)
+        twins[begin : begin + 256] = (distance < tolerance).any(axis=1)
+    return twins
 
 
 def identity(vector: np.ndarray) -> str:

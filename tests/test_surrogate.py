@@ -159,6 +159,20 @@ def test_a_space_no_larger_than_the_pool_is_scored_whole(space) -> None:
     assert sampled.universe is None and len(sampled._pool(np.random.default_rng(1), [])) <= 20
 
 
+def test_a_told_function_keeps_its_rescaled_and_negated_copies_out_of_the_pool(space) -> None:
+    """After relu(x) is told, -relu(x) (the same layer once the next Linear absorbs the sign) is no candidate;
+    relu(-x), its mirror image, still is. With ``distinct_shapes: false`` both are."""
+    by_formula = {space.describe(g): g for g in space.enumerate()}
+    told = Result(1, by_formula["identity(relu(x))"], 0, "done", {"val_acc@mlp": 0.5}, {})
+    pools = {}
+    for distinct in (True, False):
+        algo = make_algorithm("surrogate", space, ONE, np.random.default_rng(0), {**SMALL, "distinct_shapes": distinct})
+        algo.tell(told)
+        pools[distinct] = {space.describe(c.genome) for c in algo._pool(np.random.default_rng(1), [])}
+    assert pools[False] - pools[True] == {"-relu(x)"}  # the space's one other copy of relu
+    assert {"relu(-x)", "-elu(x)"} <= pools[True]
+
+
 def test_bad_options_are_refused(space) -> None:
     for options, message in [
         ({"acquisition": "pi"}, "acquisition"),
@@ -168,6 +182,7 @@ def test_bad_options_are_refused(space) -> None:
         ({"model": "svm"}, "model must be one of"),
         ({"initial_design": "grid"}, "initial_design must be one of"),
         ({"spectrum": "yes"}, "spectrum must be true or false"),
+        ({"distinct_shapes": 1}, "distinct_shapes must be true or false"),
     ]:
         with pytest.raises(AlgorithmConfigError, match=message):
             make_algorithm("surrogate", space, ONE, np.random.default_rng(0), options)
