@@ -251,7 +251,9 @@ def create_study(
     from search.runner import StudyRunner
 
     cfg = _as_config(config, name)
-    store = Store(storage or cfg.store.url)
+    if storage:  # the stored config names the store the study is in
+        cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"url": storage})})
+    store = Store(cfg.store.url)
     if _named(store, cfg.name) is not None:
         if load_if_exists:
             return Study(store, cfg.name)

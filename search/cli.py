@@ -73,6 +73,13 @@ def _check_workers(workers: int | None) -> None:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
 
 
+def _existing_store(db: str | None) -> Store:
+    """The store of a finished study, opened to add runs to: a mistyped --db fails here, read-only, instead of
+    leaving a new empty store behind."""
+    Store(store_url(db), read_only=True).close()
+    return Store(store_url(db))
+
+
 @app.command()
 @user_errors
 def launch(
@@ -234,7 +241,7 @@ def rerank(
             f"[yellow]warning: {seeds} seeds are too few to tell a layer from the seed noise; use --seeds "
             f"{MIN_SEEDS} or more[/yellow]"
         )
-    store = Store(store_url(db))
+    store = _existing_store(db)
     rows = run_rerank(store, study, top=top, seeds=seeds, steps=steps, console=err_console, workers=workers)
     row = store.get_study(study)
     names = test_names(row)
@@ -279,7 +286,7 @@ def transfer(
         raise ConfigError("--top and --seeds must be at least 1 and --steps-scale positive")
     _check_workers(workers)
     names = None if baselines is None else [n.strip() for n in baselines.split(",") if n.strip()]
-    store = Store(store_url(db))
+    store = _existing_store(db)
     results, steps = run_transfer(
         store, study, top=top, seeds=seeds, console=err_console, steps_scale=steps_scale, baseline_names=names,
         workers=workers,

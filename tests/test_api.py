@@ -40,6 +40,7 @@ def test_create_run_read_export_rerank_and_extend(ray_address: str, tmp_path: Pa
     store = Store(storage, read_only=True)
     row = store.get_study("api-demo")
     assert row.status == "finished" and row.budget_evaluations == 5 and row.config["budget"]["evaluations"] == 5
+    assert row.config["store"]["url"] == storage, "the stored config names the store the study is in"
 
     results = study.results()
     stored = store.evaluations(row.id, purpose="search")

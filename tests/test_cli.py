@@ -76,6 +76,8 @@ def test_bad_config_exits_with_one_clear_message(tmp_path: Path, mutate, expecte
         (["launch", "CONFIG", "--workers", "0"], "--workers must be at least 1"),
         (["export", "nostudy", "--out", "x"], "exactly one of --top K or --pareto"),
         (["export", "nostudy", "--top", "2", "--out", "x", "--db", "sqlite:///DB"], "does not exist"),
+        (["rerank", "nostudy", "--db", "sqlite:///DB"], "does not exist"),
+        (["transfer", "nostudy", "--db", "sqlite:///DB"], "does not exist"),
         (["resume", "nostudy", "--db", "sqlite:///DB"], "no study named 'nostudy'"),
         (["launch"], "Missing argument"),
     ],
@@ -89,6 +91,8 @@ def test_bad_cli_arguments_exit_non_zero(tmp_path: Path, args: list[str], expect
     assert code == 2
     assert expected in output
     assert "Traceback" not in output
+    if args[0] != "resume":
+        assert not (tmp_path / "missing.db").exists(), "a mistyped --db must not create an empty store"
 
 
 def _finished_count(db: Path, name: str) -> int:
