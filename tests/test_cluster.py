@@ -108,19 +108,30 @@ def _assert_complete(store: Store, name: str, budget: int) -> tuple[Any, list]:
 
 
 def test_node_added_mid_study_gets_work(cluster_nodes: ClusterNodes, tmp_path: Path) -> None:
-    config = study_config("grow", tmp_path, budget={"evaluations": 100})
+    """The budget is far more than the test needs: the study runs until the pool has grown onto the new node and a
+    worker there has finished an evaluation, however long that takes on a loaded machine, and is then stopped as
+    Ctrl-C does."""
+    config = study_config("grow", tmp_path, budget={"evaluations": 5000})
     config["resources"] = {"autoscale": True}
     config["evaluator"]["synthetic"] = {"seconds": 0.5}
     runner, store, thread = start_study_in_thread(config)
     assert len(runner.worker_infos) == 4  # the head node's CPUs
     node = cluster_nodes.add(num_cpus=2)
-    thread.join(timeout=180)
+    study_id = runner.study.id
+
+    def grown_and_used() -> bool:
+        nodes = _node_of_worker(store, study_id)
+        workers_there = sum(1 for n in nodes.values() if n == node.node_id)
+        return workers_there == 2 and any(nodes.get(e.worker) == node.node_id for _, e in _finished(store, study_id))
+
+    _wait_until(grown_and_used, 180, "two workers started on the new node and one of them finished an evaluation")
+    runner.request_stop()
+    thread.join(timeout=120)
     assert not thread.is_alive()
-    study, finished = _assert_complete(store, "grow", 100)
-    nodes = _node_of_worker(store, study.id)
-    on_new_node = [e for _, e in finished if nodes.get(e.worker) == node.node_id]
-    assert sum(1 for n in nodes.values() if n == node.node_id) == 2, "the pool did not grow onto the new node"
-    assert on_new_node, "the new node's workers evaluated nothing"
+    on_node = sum(1 for n in _node_of_worker(store, study_id).values() if n == node.node_id)
+    assert on_node == 2, "the pool grew past the new node's 2 CPUs"
+    finished = _finished(store, study_id)
+    assert len({c.key for c, _ in finished}) == len(finished), "a candidate was evaluated twice"
 
 
 @pytest.mark.parametrize(
