@@ -62,6 +62,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "surrogate_rs_no_shape": {"algorithm": {"name": "surrogate", "options": {**RANDOM_START, "shape": False}}},
     "surrogate_rs_spectrum": {"algorithm": {"name": "surrogate", "options": {**RANDOM_START, "spectrum": True}}},
     "surrogate_rs_gp": {"algorithm": {"name": "surrogate", "options": {**RANDOM_START, "model": "gp"}}},
+    "surrogate_rs_ucb": {"algorithm": {"name": "surrogate", "options": {**RANDOM_START, "acquisition": "ucb"}}},
+    "surrogate_rs_greedy": {
+        "algorithm": {"name": "surrogate", "options": {**RANDOM_START, "acquisition": "ucb", "kappa": 0.0}}
+    },
     "surrogate_rs_shape_twins": {
         "algorithm": {"name": "surrogate", "options": {**RANDOM_START, "distinct_shapes": False}}
     },
