@@ -298,10 +298,11 @@ class Surrogate(Algorithm):
         """With ``distinct_shapes``, the pool less the members whose outputs are a told, warm-start or in-flight
         candidate's up to scale, shift and sign (the next layer absorbs those; a learnable scale's initial value
         makes no new function), unless that leaves nothing."""
-        known = [o.shape_vector for o in (*self.observed.values(), *self.prior.values())]
-        known += [c.shape_vector for c in self.pending.values()]
-        known = [vector for vector in known if pool and vector.shape == pool[0].shape_vector.shape]
-        if not self.distinct_shapes or not known or not pool:
+        if not self.distinct_shapes or not pool:
+            return pool
+        seen = [*self.observed.values(), *self.prior.values(), *self.pending.values()]
+        known = [item.shape_vector for item in seen if item.shape_vector.shape == pool[0].shape_vector.shape]
+        if not known:
             return pool
         twins = shape_twins(np.stack([c.shape_vector for c in pool]), np.stack(known))
         return pool if twins.all() else [c for c, twin in zip(pool, twins, strict=True) if not twin]
