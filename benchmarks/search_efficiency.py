@@ -206,14 +206,36 @@ def summarize(runs: list[Run], random_runs: list[Run] | None) -> dict[str, Any]:
         "median_to_top5": float(np.median([r.to_top5 for r in runs])),
     }
     if random_runs is not None:
-        paired = {r.seed: r for r in random_runs}
-        mine = [r for r in runs if r.seed in paired]
-        theirs = [paired[r.seed] for r in mine]
-        summary["median_ratio"] = float(np.median([t.trainings for t in theirs]) / summary["median"])
-        summary["median_seconds_ratio"] = float(np.median([t.seconds for t in theirs]) / summary["median_seconds"])
-        differences = [m.trainings - t.trainings for m, t in zip(mine, theirs, strict=True)]
-        summary["wilcoxon_p"] = float(wilcoxon(differences).pvalue) if any(differences) else 1.0
+        summary.update(versus(runs, random_runs))
     return summary
+
+
+def versus(runs: list[Run], others: list[Run]) -> dict[str, float]:
+    """``runs`` against ``others`` on the seeds both ran: how many times fewer trainings and seconds (medians)
+    and a Wilcoxon signed-rank p on the per-seed trainings."""
+    paired = {r.seed: r for r in others}
+    mine = [r for r in runs if r.seed in paired]
+    theirs = [paired[r.seed] for r in mine]
+    differences = [m.trainings - t.trainings for m, t in zip(mine, theirs, strict=True)]
+    return {
+        "median_ratio": float(np.median([t.trainings for t in theirs]) / np.median([m.trainings for m in mine])),
+        "median_seconds_ratio": float(np.median([t.seconds for t in theirs]) / np.median([m.seconds for m in mine])),
+        "wilcoxon_p": float(wilcoxon(differences).pvalue) if any(differences) else 1.0,
+    }
+
+
+def compare(report: dict[str, Any], first: str, second: str) -> str:
+    """Two variants of an earlier run against each other, paired by seed, per table."""
+    lines = []
+    for table, entry in report["tables"].items():
+        runs = {name: [Run(**r) for r in entry["algorithms"][name]["runs"]] for name in (first, second)}
+        medians = {name: np.median([r.trainings for r in runs[name]]) for name in runs}
+        pair = versus(runs[first], runs[second])
+        lines.append(
+            f"{table}: {first} median {medians[first]:g} trainings, {second} {medians[second]:g}; "
+            f"paired Wilcoxon p = {pair['wilcoxon_p']:.2g}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -225,10 +247,12 @@ def main() -> None:
     parser.add_argument("--max-evaluations", type=int, default=400)
     parser.add_argument("--out", default="runs/search_efficiency.json")
     parser.add_argument("--markdown", nargs="+", metavar="JSON", help="print earlier runs' tables, then stop")
+    parser.add_argument("--paired", metavar="A,B", help="with --markdown: two variants against each other instead")
     args = parser.parse_args()
     if args.markdown:
         for path in args.markdown:
-            print(markdown(json.loads(Path(path).read_text())))
+            report = json.loads(Path(path).read_text())
+            print(compare(report, *args.paired.split(",")) if args.paired else markdown(report))
         return
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
