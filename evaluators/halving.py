@@ -14,6 +14,7 @@ Since only the m-th best matters, a bar is one number per rung and objective, wh
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,6 +51,24 @@ def cutoff(earlier: Sequence[float], eta: int) -> float | None:
     """
     m = max(1, (len(earlier) + 1) // eta)
     return earlier[-m] if len(earlier) >= m else None
+
+
+def rung_values(metrics: Mapping[str, Any], objectives: Sequence[Objective]) -> list[dict[str, float]]:
+    """An evaluation's objective values at each rung it trained, rung 0 first (its stored ``rung{k}_<objective>``
+    metrics; empty without halving). A candidate stopped at rung k has k + 1 entries: what algorithms learn from it."""
+    rungs = []
+    for k in itertools.count():
+        values = {o.name: metrics.get(rung_metric(k, o.name)) for o in objectives}
+        found = {name: float(v) for name, v in values.items() if isinstance(v, int | float) and math.isfinite(v)}
+        if not found:
+            break
+        rungs.append(found)
+    return rungs
+
+
+def rung_metrics(rungs: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """``rung_values`` stored back as metrics (a duplicate's row keeps its original's)."""
+    return {rung_metric(k, name): value for k, values in enumerate(rungs) for name, value in values.items()}
 
 
 class RungHistory:

@@ -44,6 +44,9 @@ class Result:
 
     A duplicate is told with its original's outcome; ``key`` (the canonical key) and ``fingerprint`` (the
     functional one, None where it was not computed) say which layer it is, so populations never hold a layer twice.
+    With successive halving, ``rungs`` holds the objective values at each rung the candidate trained, rung 0 first
+    (``evaluators.halving.rung_values``): a candidate stopped at a rung is REJECTED, yet its shorter runs say how
+    good it looked, which a model of the search space can use.
     """
 
     candidate_id: int
@@ -54,6 +57,7 @@ class Result:
     proposal_data: dict[str, Any] = field(default_factory=dict)
     key: str | None = None  # None: the algorithm asks the space
     fingerprint: str | None = None
+    rungs: list[dict[str, float]] = field(default_factory=list)
 
 
 class Algorithm(ABC):

@@ -24,6 +24,7 @@ class FinalOutcome:
 
     status: Status
     objectives: dict[str, float]
+    rungs: list[dict[str, float]] = field(default_factory=list)  # ``Result.rungs``
 
 
 @dataclass
@@ -50,17 +51,18 @@ class Pending:
             candidate.fingerprint,
         )
 
-    def result(self, status: Status, objectives: dict[str, float]) -> Result:
+    def result(self, outcome: FinalOutcome) -> Result:
         """The finished evaluation as algorithms see it."""
         return Result(
             self.candidate_id,
             self.genome,
             self.generation,
-            status,
-            objectives,
+            outcome.status,
+            outcome.objectives,
             self.proposal_data,
             self.key,
             self.fingerprint,
+            outcome.rungs,
         )
 
 

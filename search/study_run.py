@@ -14,7 +14,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from evaluators.halving import RungHistory
+from evaluators.halving import RungHistory, rung_metrics, rung_values
 from evaluators.outcome import Outcome
 from evaluators.vocabulary import Stage, Status
 from search.algorithms import Proposal
@@ -64,17 +64,22 @@ class StudyRun:
 
     def _replay(self, candidate: CandidateRow, evaluation: EvaluationRow) -> None:
         self.dedupe.remember(candidate)
-        if self.rungs is not None:
+        if self.rungs is not None and evaluation.status != Status.DUPLICATE:  # a duplicate's are its original's
             self.rungs.record(evaluation.metrics or {})
         self.progress.record(evaluation.status, evaluation.objectives)
         status = evaluation.status
         if status == Status.DUPLICATE:
-            # It holds its original's objectives once the original finished with them, and none otherwise.
+            # It holds its original's objectives (and rung results) once the original finished, and none otherwise.
             has_values = signed_values(evaluation.objectives, self.objectives) is not None
             status = Status.DONE if has_values else Status.REJECTED
-        else:
-            self.dedupe.finish(candidate.id, FinalOutcome(status, evaluation.objectives))
-        self.algorithm.tell(Pending.of(candidate).result(status, evaluation.objectives))
+        outcome = FinalOutcome(status, evaluation.objectives, self._rungs(evaluation.metrics))
+        if evaluation.status != Status.DUPLICATE:
+            self.dedupe.finish(candidate.id, outcome)
+        self.algorithm.tell(Pending.of(candidate).result(outcome))
+
+    def _rungs(self, metrics: dict[str, Any] | None) -> list[dict[str, float]]:
+        """What an evaluation's successive-halving rungs measured (``Result.rungs``); nothing without halving."""
+        return rung_values(metrics or {}, self.objectives) if self.rungs is not None else []
 
     def _seed_proposals(self) -> list[Proposal]:
         # Seeds already evaluated before a resume are not proposed again.
@@ -149,7 +154,7 @@ class StudyRun:
             candidate.update(key=genome_key(repr(genome)), canonical="", formula="")
             reason = f"invalid genome: {exc}"
             _, pending = self._record_verdict(candidate, proposal, Status.REJECTED, Stage.STATIC, reason)
-            self.algorithm.tell(pending.result(Status.REJECTED, {}))
+            self.algorithm.tell(pending.result(FinalOutcome(Status.REJECTED, {})))
             return None
         candidate.update(canonical=canonical, key=genome_key(canonical), formula=self._describe(genome))
         original = self.dedupe.by_key.get(candidate["key"])
@@ -243,12 +248,12 @@ class StudyRun:
             f"{why} {original_id}",
             stage_seconds=stage_seconds or {},
             objectives=original.objectives if original else {},
-            metrics={"original_status": original.status} if original else {},
+            metrics=_original_metrics(original) if original else {},
         )
         if original is None:
             self.dedupe.wait_for(original_id, ev_id, pending)
         else:
-            self.algorithm.tell(pending.result(original.status, original.objectives))
+            self.algorithm.tell(pending.result(original))
 
     def on_dispatch(self, job: Job, worker: str) -> None:
         # A new job's row was inserted as running; the worker is written with the result (one write fewer).
@@ -285,14 +290,12 @@ class StudyRun:
     def _finish(self, job: Job, **values: Any) -> None:
         self.store.update_evaluation(job.evaluation_id, attempt=job.attempt, **values)
         pending: Pending = job.context
-        outcome = FinalOutcome(values["status"], values["objectives"])
+        outcome = FinalOutcome(values["status"], values["objectives"], self._rungs(values["metrics"]))
         self.progress.record(outcome.status, outcome.objectives)
-        self.algorithm.tell(pending.result(outcome.status, outcome.objectives))
+        self.algorithm.tell(pending.result(outcome))
         for dup_ev_id, duplicate in self.dedupe.finish(pending.candidate_id, outcome):
-            self.store.update_evaluation(
-                dup_ev_id, objectives=outcome.objectives, metrics={"original_status": outcome.status}
-            )
-            self.algorithm.tell(duplicate.result(outcome.status, outcome.objectives))
+            self.store.update_evaluation(dup_ev_id, objectives=outcome.objectives, metrics=_original_metrics(outcome))
+            self.algorithm.tell(duplicate.result(outcome))
         self.progress.refresh()
 
     def on_tick(self) -> None:
@@ -312,3 +315,8 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _original_metrics(original: FinalOutcome) -> dict[str, Any]:
+    """What a duplicate's row keeps of its original's outcome: the status, and its rung results for replay."""
+    return {"original_status": original.status, **rung_metrics(original.rungs)}

@@ -24,9 +24,11 @@ the other, held out.
 
 Several objectives are scalarized per ask with random weights (ParEGO's augmented Chebyshev on min-max normalized
 values), so successive asks cover the Pareto front. Rejected and failed candidates count as the worst value seen,
-so the model learns to avoid them; candidates in flight count as the mean (a constant liar), so parallel workers
-get different proposals. ``warm_start`` names finished studies of the same store, evaluated the same way, whose
-outcomes are prior data (a list, or one string of comma-separated names).
+so the model learns to avoid them; a candidate that successive halving stopped at a rung counts by its values
+there, below every candidate that trained further (the order halving itself judged them in), not as a failure;
+candidates in flight count as the mean (a constant liar), so parallel workers get different proposals.
+``warm_start`` names finished studies of the same store, evaluated the same way, whose outcomes are prior data (a
+list, or one string of comma-separated names).
 
 State is what was told, in order. Each ask's random numbers come from a base seed and the counts of tells and
 asks; the base seed travels in every proposal's data, so a resumed study adopts it while replaying: replaying the
@@ -47,6 +49,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from evaluators.config import Objective
+from evaluators.halving import rung_values
 from evaluators.vocabulary import Status, StudyStatus
 from search.ask_tell import Algorithm, AlgorithmConfigError, Proposal, Result
 from search.objectives import signed_values
@@ -73,6 +76,7 @@ class Observation:
     values: tuple[float, ...] | None  # objectives turned so that larger is better; None if rejected or failed
     genome: Genome
     shape_vector: np.ndarray  # ``Described.shape_vector``
+    rung: int | None = None  # the successive-halving rung ``values`` come from, for a candidate stopped there
     candidate_id: int | None = None  # None for warm-start data from another study
     generation: int = 0
 
@@ -173,7 +177,7 @@ class Surrogate(Algorithm):
         self.asks_since_tell = 0
         if "surrogate_seed" in result.proposal_data:
             self.base_seed = int(result.proposal_data["surrogate_seed"])
-        observation = self._observe(result.genome, result.status, result.objectives)
+        observation = self._observe(result.genome, result.status, result.objectives, result.rungs)
         if observation is None:
             return
         self.pending.pop(observation.identity, None)
@@ -181,12 +185,18 @@ class Surrogate(Algorithm):
             observation.candidate_id, observation.generation = result.candidate_id, result.generation
             self.observed[observation.identity] = observation
 
-    def _observe(self, genome: Genome, status: Status, objectives: dict[str, float]) -> Observation | None:
+    def _observe(
+        self, genome: Genome, status: Status, objectives: dict[str, float], rungs: list[dict[str, float]]
+    ) -> Observation | None:
         described = self.features(genome)
         if described is None:
             return None  # does not build (an invalid genome): nothing to learn about a function
-        values = signed_values(objectives, self.objectives) if status == Status.DONE else None
-        return Observation(described.identity, described.features, values, genome, described.shape_vector)
+        values, rung = None, None
+        if status == Status.DONE:
+            values = signed_values(objectives, self.objectives)
+        elif rungs and (values := signed_values(rungs[-1], self.objectives)) is not None:
+            rung = len(rungs) - 1
+        return Observation(described.identity, described.features, values, genome, described.shape_vector, rung)
 
     # -- warm start ----------------------------------------------------------------------------------
     def learn_from(self, store: Store, config: StudyConfig) -> None:
@@ -209,7 +219,8 @@ class Surrogate(Algorithm):
                 )
             for candidate, evaluation in store.history(study.id):
                 if evaluation.status in (Status.DONE, Status.REJECTED, Status.FAILED):
-                    observation = self._observe(candidate.genome, evaluation.status, evaluation.objectives)
+                    rungs = rung_values(evaluation.metrics or {}, self.objectives)
+                    observation = self._observe(candidate.genome, evaluation.status, evaluation.objectives, rungs)
                     if observation is not None:
                         self.prior.setdefault(observation.identity, observation)
 
@@ -251,14 +262,22 @@ class Surrogate(Algorithm):
     def _scalarized(self, known: list[Observation], weights: np.ndarray) -> list[tuple[Observation, float]]:
         """The evaluated candidates with one value each (larger is better): the rank, scaled to (0, 1], of the
         augmented Chebyshev value over the normalized objectives (ranks keep one outlier from flattening the rest);
-        rejected and failed ones get 0, below every evaluated value."""
+        candidates stopped at a halving rung rank below those that trained further, by their values there (each
+        rung normalized on its own); rejected and failed ones get 0, below every evaluated value."""
         done = [o for o in known if o.values is not None]
         if not done:
             return []
         values = np.array([o.values for o in done], dtype=float)
-        low, high = values.min(axis=0), values.max(axis=0)
-        weighted = weights * (values - low) / np.where(high > low, high - low, 1.0)
-        scalar = rankdata(weighted.min(axis=1) + CHEBYSHEV_RHO * weighted.sum(axis=1)) / len(done)
+        full = max((o.rung for o in done if o.rung is not None), default=0) + 1
+        levels = np.array([full if o.rung is None else o.rung for o in done])
+        key = np.empty(len(done))
+        for level in np.unique(levels):
+            at = levels == level
+            low, high = values[at].min(axis=0), values[at].max(axis=0)
+            weighted = weights * (values[at] - low) / np.where(high > low, high - low, 1.0)
+            chebyshev = weighted.min(axis=1) + CHEBYSHEV_RHO * weighted.sum(axis=1)  # in [0, 1 + rho]
+            key[at] = 2 * level + chebyshev  # every rung's values above the one below's
+        scalar = rankdata(key) / len(done)
         by_identity = {o.identity: float(s) for o, s in zip(done, scalar, strict=True)}
         return [(o, by_identity.get(o.identity, 0.0)) for o in known]
 

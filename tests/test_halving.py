@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -287,3 +288,37 @@ def test_a_study_stops_candidates_at_the_rungs_and_a_resumed_run_rebuilds_the_hi
     assert replayed.rungs.values == expected.values
     genome = runner.space.parse("relu(abs(x))")
     assert replayed._payload(genome) == {"genome": genome, "seed": cfg.seed, "halving": expected.bars()}
+
+
+def test_the_surrogate_hears_what_a_stopped_candidate_reached_live_and_on_replay(ray_address, tmp_path, table) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    config = _study(tmp_path, table, "told")
+    config["algorithm"] = {"name": "surrogate", "options": {"initial_design": "random", "initial": 3, "trees": 10}}
+    runner = StudyRunner(parse_config(config), store, progress=False)
+    runner.run()
+    live = runner.current_run.algorithm
+    history = store.history(store.get_study("told").id)
+    by_candidate = {o.candidate_id: o for o in live.observed.values()}
+    halted = [(cand, ev) for cand, ev in history if ev.stage == Stage.HALVING]
+    assert halted and any(ev.status == Status.DONE for _, ev in history)
+    for cand, ev in halted:
+        rung = max(k for k in (0, 1) if rung_metric(k, "val_acc@mlp") in ev.metrics)
+        observation = by_candidate[cand.id]
+        assert observation.rung == rung and observation.values == (ev.metrics[rung_metric(rung, "val_acc@mlp")],)
+    for cand, ev in history:
+        if ev.status == Status.DONE:
+            observation = by_candidate[cand.id]
+            assert observation.rung is None and observation.values == (ev.objectives["val_acc@mlp"],)
+
+    # ranked: every full training above every stopped candidate, rung 1 above rung 0, failures at 0
+    scored = [
+        (s, 0 if o.values is None else 3 if o.rung is None else o.rung + 1)
+        for o, s in live._scalarized(list(live.observed.values()), np.ones(1))
+    ]
+    levels = [level for _, level in sorted(scored)]
+    assert levels == sorted(levels) and len(set(levels)) >= 3
+    assert all((s == 0) == (level == 0) for s, level in scored)
+
+    replayed = StudyRun(StudyRunner.for_existing(store, "told", progress=False), store.get_study("told")).algorithm
+    seen = [(o.identity, o.values, o.rung) for o in live.observed.values()]
+    assert [(o.identity, o.values, o.rung) for o in replayed.observed.values()] == seen

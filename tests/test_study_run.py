@@ -32,12 +32,13 @@ def test_a_duplicate_of_an_original_in_flight_hears_its_outcome_once_it_finishes
     assert dedupe.by_key["key-1"] == dedupe.by_fingerprint["print-1"] == 1
     duplicate = Pending(2, RELU, generation=3, proposal_data={"trial": 4})
     dedupe.wait_for(1, evaluation_id=20, duplicate=duplicate)
-    outcome = FinalOutcome(Status.DONE, {"val_acc@mlp": 0.5})
+    outcome = FinalOutcome(Status.DONE, {"val_acc@mlp": 0.5}, rungs=[{"val_acc@mlp": 0.3}, {"val_acc@mlp": 0.4}])
     assert dedupe.finish(1, outcome) == [(20, duplicate)]
     assert dedupe.final[1] == outcome and dedupe.finish(1, outcome) == []  # told once
-    result = duplicate.result(outcome.status, outcome.objectives)
+    result = duplicate.result(outcome)
     assert (result.candidate_id, result.generation, result.status) == (2, 3, Status.DONE)
     assert result.proposal_data == {"trial": 4} and result.objectives == {"val_acc@mlp": 0.5}
+    assert result.rungs == [{"val_acc@mlp": 0.3}, {"val_acc@mlp": 0.4}]
 
 
 def test_progress_counts_duplicates_apart_and_keeps_the_best_in_the_objectives_direction() -> None:
