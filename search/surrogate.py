@@ -8,8 +8,10 @@ training. Each ask:
 1. draws a pool of fresh samples and mutations of the best candidates so far (in a space that lists no more
    genomes than ``pool``, every genome), keeping those that are new (not told, not in flight, by functional
    identity) and pass the space's static checks; with ``distinct_shapes`` (the default), also dropping those equal
-   to a told or in-flight candidate up to scale, shift and sign, while others are left (a rescaled copy of the best
-   is no discovery, and with learnable scalars it is the same layer at another initial value);
+   to a told or in-flight candidate up to scale, shift and sign (a rescaled copy of the best is no discovery, and
+   with learnable scalars it is the same layer at another initial value), and with ``distinct_structures`` (the
+   default) those that differ from one only in the initial values of learnable parameters (``Space.structure``:
+   each learns its own values, so training another start mostly re-measures seed noise), while others are left;
 2. until ``initial`` candidates have been told (own or warm-start), proposes, with ``initial_design: baselines``
    (the default), the pool member nearest in features to each of the space kind's well-known layers in turn (ReLU,
    leaky ReLU, ELU, ... for activations; where the space expresses one, that layer itself): a prior that good
@@ -76,6 +78,7 @@ class Observation:
     values: tuple[float, ...] | None  # objectives turned so that larger is better; None if rejected or failed
     genome: Genome
     shape_vector: np.ndarray  # ``Described.shape_vector``
+    structure: str  # ``Described.structure``
     rung: int | None = None  # the successive-halving rung ``values`` come from, for a candidate stopped there
     candidate_id: int | None = None  # None for warm-start data from another study
     generation: int = 0
@@ -89,6 +92,7 @@ class Candidate:
     features: np.ndarray
     identity: str
     shape_vector: np.ndarray
+    structure: str
     parent: Observation | None = None
     mutation_op: str | None = None
 
@@ -114,6 +118,7 @@ class Surrogate(Algorithm):
         initial_design: str = "baselines",
         model: str = "forest",
         distinct_shapes: bool = True,
+        distinct_structures: bool = True,
         warm_start: list[str] | str | None = None,
         **options: Any,
     ):
@@ -138,11 +143,17 @@ class Surrogate(Algorithm):
         self.model = model
         if initial_design not in INITIAL_DESIGNS:
             raise AlgorithmConfigError(f"initial_design must be one of {INITIAL_DESIGNS}, got {initial_design!r}")
-        for key, flag in (("spectrum", spectrum), ("shape", shape), ("distinct_shapes", distinct_shapes)):
+        flags = {
+            "spectrum": spectrum,
+            "shape": shape,
+            "distinct_shapes": distinct_shapes,
+            "distinct_structures": distinct_structures,
+        }
+        for key, flag in flags.items():
             if not isinstance(flag, bool):
                 raise AlgorithmConfigError(f"{key} must be true or false, got {flag!r}")
         self.features = FeatureMap(space, points, spectrum, shape)
-        self.distinct_shapes = distinct_shapes
+        self.distinct_shapes, self.distinct_structures = distinct_shapes, distinct_structures
         self.anchors = baseline_features(self.features) if initial_design == "baselines" else []
         self.universe = whole_space(space, pool)
         self.base_seed = int(rng.integers(2**31 - 1))
@@ -168,6 +179,7 @@ class Surrogate(Algorithm):
             "initial_design",
             "model",
             "distinct_shapes",
+            "distinct_structures",
             "warm_start",
         ]
 
@@ -196,7 +208,9 @@ class Surrogate(Algorithm):
             values = signed_values(objectives, self.objectives)
         elif rungs and (values := signed_values(rungs[-1], self.objectives)) is not None:
             rung = len(rungs) - 1
-        return Observation(described.identity, described.features, values, genome, described.shape_vector, rung)
+        return Observation(
+            described.identity, described.features, values, genome, described.shape_vector, described.structure, rung
+        )
 
     # -- warm start ----------------------------------------------------------------------------------
     def learn_from(self, store: Store, config: StudyConfig) -> None:
@@ -293,12 +307,14 @@ class Surrogate(Algorithm):
                 return
             key = described.identity
             if key not in seen and key not in pool:
-                pool[key] = Candidate(genome, described.features, key, described.shape_vector, parent, op)
+                pool[key] = Candidate(
+                    genome, described.features, key, described.shape_vector, described.structure, parent, op
+                )
 
         if self.universe is not None:
             for genome in self.universe:
                 offer(genome)
-            return self._new_shapes(list(pool.values()))
+            return self._novel(list(pool.values()))
         for _ in range(self.pool_size):
             offer(self.space.sample(rng))
         for i in range(self.mutants if parents else 0):
@@ -311,20 +327,25 @@ class Surrogate(Algorithm):
             except GenomeError:
                 continue  # a warm-start genome outside this space's limits, or one no mutation changes
             offer(genome, parent, op)
-        return self._new_shapes(list(pool.values()))
+        return self._novel(list(pool.values()))
 
-    def _new_shapes(self, pool: list[Candidate]) -> list[Candidate]:
-        """With ``distinct_shapes``, the pool less the members whose outputs are a told, warm-start or in-flight
-        candidate's up to scale, shift and sign (the next layer absorbs those; a learnable scale's initial value
-        makes no new function), unless that leaves nothing."""
-        if not self.distinct_shapes or not pool:
+    def _novel(self, pool: list[Candidate]) -> list[Candidate]:
+        """The pool less the members that would re-measure a told, warm-start or in-flight candidate, unless that
+        leaves nothing: with ``distinct_shapes`` those whose outputs are one's up to scale, shift and sign (the
+        next layer absorbs those), with ``distinct_structures`` those that differ from one only in learnable
+        initial values."""
+        if not pool:
             return pool
         seen = [*self.observed.values(), *self.prior.values(), *self.pending.values()]
-        known = [item.shape_vector for item in seen if item.shape_vector.shape == pool[0].shape_vector.shape]
-        if not known:
-            return pool
-        twins = shape_twins(np.stack([c.shape_vector for c in pool]), np.stack(known))
-        return pool if twins.all() else [c for c, twin in zip(pool, twins, strict=True) if not twin]
+        repeats = np.zeros(len(pool), dtype=bool)
+        if self.distinct_structures:
+            structures = {item.structure for item in seen}
+            repeats |= np.array([c.structure in structures for c in pool])
+        if self.distinct_shapes:
+            known = [item.shape_vector for item in seen if item.shape_vector.shape == pool[0].shape_vector.shape]
+            if known:
+                repeats |= shape_twins(np.stack([c.shape_vector for c in pool]), np.stack(known))
+        return pool if repeats.all() else [c for c, repeat in zip(pool, repeats, strict=True) if not repeat]
 
     def _acquire(self, pool: list[Candidate], scored: list[tuple[Observation, float]], rng: np.random.Generator) -> int:
         """Fit the model (in-flight candidates at the mean value) and take the best acquisition value."""

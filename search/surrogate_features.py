@@ -51,6 +51,7 @@ class Described:
     identity: str  # equal for functional duplicates on the probe points
     passes_static: bool  # the space's static checks find nothing to reject it for
     shape_vector: np.ndarray  # the outputs up to scale, shift and sign (``affine_shape``)
+    structure: str  # ``Space.structure``: equal for genomes that differ only in learnable initial values
 
 
 class FeatureMap:
@@ -73,7 +74,8 @@ class FeatureMap:
         described = None
         if computed is not None:
             vector, shape = computed
-            described = Described(vector, identity(vector), not self.space.static_problems(genome), shape)
+            passes = not self.space.static_problems(genome)
+            described = Described(vector, identity(vector), passes, shape, self.space.structure(genome))
         if len(self._described) < CACHE_SIZE:
             self._described[text] = described
         return described

@@ -133,6 +133,12 @@ class Space(ABC):
     def key(self, genome: Genome) -> str:
         return genome_key(self.canonical(genome))
 
+    def structure(self, genome: Genome) -> str:
+        """``canonical`` less the initial values of learnable parameters: genomes equal here train into the same
+        family of layers (each learns its own values), so a search that trained one has measured the others but
+        for their initialization. A space without learnable initial values in its genomes keeps the default."""
+        return self.canonical(genome)
+
     @abstractmethod
     def build(self, genome: Genome, **shape: Any) -> torch.nn.Module:
         """The layer as a torch module; ``shape`` carries what the host architecture knows (channels, widths)."""

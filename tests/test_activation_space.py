@@ -214,6 +214,17 @@ def test_canonical_sorts_commutative_args_and_rounds_params():
     assert space.key(space.parse("min(x, 1.0)")) == space.key(space.parse("min(1.0, x)"))
 
 
+def test_structure_sets_learnable_initial_values_aside_and_nothing_else():
+    space = ActivationSpace()
+    structure = space.structure
+    start = space.parse("blend(x, {0.99}*max(x, gaussian(x)*x), {0.4855})")
+    assert structure(start) == structure(space.parse("blend(x, {2.5}*max(gaussian(x)*x, x), {0.4959})"))
+    assert structure(start) != structure(space.parse("blend(x, max(x, gaussian(x)*x), {0.4959})"))  # no scale
+    assert structure(space.parse("elu({0.5}*x)")) != structure(space.parse("elu(0.5*x)"))  # a fixed constant
+    assert structure(space.parse("elu(0.5*x)")) != structure(space.parse("elu(2.0*x)"))
+    assert structure(space.parse("relu(x)")) == space.canonical(space.parse("relu(x)"))
+
+
 def _genome(expr):
     return {"space": "activation", "v": 1, "expr": expr}
 

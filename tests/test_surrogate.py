@@ -159,6 +159,22 @@ def test_a_space_no_larger_than_the_pool_is_scored_whole(space) -> None:
     assert sampled.universe is None and len(sampled._pool(np.random.default_rng(1), [])) <= 20
 
 
+def test_a_told_layer_keeps_its_other_initial_values_out_of_the_pool() -> None:
+    """With learnable scalars, elu({0.5}*x) and elu({2.0}*x) are one layer from two starting points: once one is
+    told, mutants that only move a learnable value are no candidates. With ``distinct_structures: false`` they are."""
+    tree = get_space("activation", schema="tree", max_depth=3, max_nodes=6, max_params=2)
+    told = Result(1, tree.parse("elu({0.5}*x)"), 0, "done", {"val_acc@mlp": 0.5}, {})
+    same = tree.structure(told.genome)
+    counts = {}
+    for distinct in (True, False):
+        options = {**SMALL, "distinct_shapes": False, "distinct_structures": distinct}
+        algo = make_algorithm("surrogate", tree, ONE, np.random.default_rng(0), options)
+        algo.tell(told)
+        pool = algo._pool(np.random.default_rng(1), list(algo.observed.values()))
+        counts[distinct] = sum(tree.structure(c.genome) == same for c in pool)
+    assert counts == {True: 0, False: counts[False]} and counts[False] >= 3
+
+
 def test_a_told_function_keeps_its_rescaled_and_negated_copies_out_of_the_pool(space) -> None:
     """After relu(x) is told, -relu(x) (the same layer once the next Linear absorbs the sign) is no candidate;
     relu(-x), its mirror image, still is. With ``distinct_shapes: false`` both are."""
@@ -183,6 +199,7 @@ def test_bad_options_are_refused(space) -> None:
         ({"initial_design": "grid"}, "initial_design must be one of"),
         ({"spectrum": "yes"}, "spectrum must be true or false"),
         ({"distinct_shapes": 1}, "distinct_shapes must be true or false"),
+        ({"distinct_structures": "no"}, "distinct_structures must be true or false"),
     ]:
         with pytest.raises(AlgorithmConfigError, match=message):
             make_algorithm("surrogate", space, ONE, np.random.default_rng(0), options)

@@ -37,7 +37,17 @@ from spaces.activation.ops import ALIASES, BINARY_OPS, LEAVES, OPS, UNARY_OPS, O
 from spaces.activation.schema import SCHEMAS, TEMPLATES, embed, expand, matches, template_size, template_text
 from spaces.activation.suggest import TreeSuggestion
 from spaces.activation.text import display_formula, formula, latex, parse_formula
-from spaces.activation.tree import MAX_DEPTH, Node, depends_on_x, depth, normalize, param_slots, size, walk
+from spaces.activation.tree import (
+    MAX_DEPTH,
+    Node,
+    depends_on_x,
+    depth,
+    normalize,
+    param_slots,
+    size,
+    walk,
+    without_initial_values,
+)
 from spaces.activation.variation import MUTATIONS, PARAM_MUTATIONS, SHAPE_MUTATIONS, TreeVariation
 from spaces.base import Curve, Genome, GenomeError, Space, SpaceConfigError, canonical_json, elementwise_curve
 from spaces.registry import register_space
@@ -266,6 +276,10 @@ class ActivationSpace(TreeVariation, TreeSuggestion, Space):
     def canonical(self, genome: Genome) -> str:
         self.validate(genome)
         return canonical_json(self._genome(normalize(genome["expr"])))
+
+    def structure(self, genome: Genome) -> str:
+        self.validate(genome)
+        return canonical_json(self._genome(normalize(without_initial_values(genome["expr"]))))
 
     # -- variation: TreeVariation varies the trees ------------------------------------------------------------
 

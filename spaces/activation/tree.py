@@ -54,6 +54,14 @@ def param_slots(node: Node) -> list[tuple[Path, str]]:
     return [(path, key) for path, sub in walk(node) for key in ("alpha", "beta") if key in sub]
 
 
+def without_initial_values(node: Node) -> Node:
+    """The tree with every learnable scalar at 1: where the tree learns, not what it starts from."""
+    out: Node = {**node, **{key: 1.0 for key in ("alpha", "beta") if key in node}}
+    if "args" in node:
+        out["args"] = [without_initial_values(arg) for arg in node["args"]]
+    return out
+
+
 def round_sig(value: float, digits: int) -> float:
     return float(f"{value:.{digits}g}") + 0.0  # + 0.0 turns -0.0 into 0.0
 
