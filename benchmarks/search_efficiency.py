@@ -71,8 +71,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "random_halving": {"algorithm": {"name": "random"}, "evaluator": HALVING},
     "surrogate_halving": {"algorithm": {"name": "surrogate"}, "evaluator": HALVING},
+    "surrogate_halving_ranked": {
+        "algorithm": {"name": "surrogate", "options": {"stopped": "ranked"}},
+        "evaluator": HALVING,
+    },
 }
-MAIN = [v for v in VARIANTS if not v.startswith("surrogate_rs_")]  # the default set; the rest chose the defaults
+CHOOSING = ("surrogate_rs_", "surrogate_halving_")  # variants that chose the defaults: not in the default set
+MAIN = [v for v in VARIANTS if not v.startswith(CHOOSING)]
 TOP_FRACTION = 0.01
 CONTEXT_FRACTION = 0.05  # also reported: trainings to the top 5%, a target less at the mercy of seed noise
 

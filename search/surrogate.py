@@ -26,8 +26,10 @@ the other, held out.
 
 Several objectives are scalarized per ask with random weights (ParEGO's augmented Chebyshev on min-max normalized
 values), so successive asks cover the Pareto front. Rejected and failed candidates count as the worst value seen,
-so the model learns to avoid them; a candidate that successive halving stopped at a rung counts by its values
-there, below every candidate that trained further (the order halving itself judged them in), not as a failure;
+so the model learns to avoid them. A candidate that successive halving stopped at a rung counts as a failure too
+(``stopped: failure``, the default) or by its values there, below every candidate that trained further, the order
+halving judged them in (``stopped: ranked``); on table A the second left more studies without a top-1% function
+(BENCHMARKS.md): a model that proposes good candidates raises the rung's bar, and halving then stops most of them;
 candidates in flight count as the mean (a constant liar), so parallel workers get different proposals.
 ``warm_start`` names finished studies of the same store, evaluated the same way, whose outcomes are prior data (a
 list, or one string of comma-separated names).
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
 ACQUISITIONS = ("ei", "ucb")
 MODELS = ("forest", "gp")
 INITIAL_DESIGNS = ("random", "baselines")
+STOPPED = ("failure", "ranked")  # how a candidate stopped by successive halving counts
 PARENTS = 5  # mutations are drawn from this many of the best candidates
 CHEBYSHEV_RHO = 0.05  # ParEGO's augmentation term
 
@@ -119,6 +122,7 @@ class Surrogate(Algorithm):
         model: str = "forest",
         distinct_shapes: bool = True,
         distinct_structures: bool = True,
+        stopped: str = "failure",
         warm_start: list[str] | str | None = None,
         **options: Any,
     ):
@@ -143,6 +147,9 @@ class Surrogate(Algorithm):
         self.model = model
         if initial_design not in INITIAL_DESIGNS:
             raise AlgorithmConfigError(f"initial_design must be one of {INITIAL_DESIGNS}, got {initial_design!r}")
+        if stopped not in STOPPED:
+            raise AlgorithmConfigError(f"stopped must be one of {STOPPED}, got {stopped!r}")
+        self.stopped = stopped
         flags = {
             "spectrum": spectrum,
             "shape": shape,
@@ -180,6 +187,7 @@ class Surrogate(Algorithm):
             "model",
             "distinct_shapes",
             "distinct_structures",
+            "stopped",
             "warm_start",
         ]
 
@@ -206,7 +214,7 @@ class Surrogate(Algorithm):
         values, rung = None, None
         if status == Status.DONE:
             values = signed_values(objectives, self.objectives)
-        elif rungs and (values := signed_values(rungs[-1], self.objectives)) is not None:
+        elif self.stopped == "ranked" and rungs and (values := signed_values(rungs[-1], self.objectives)) is not None:
             rung = len(rungs) - 1
         return Observation(
             described.identity, described.features, values, genome, described.shape_vector, described.structure, rung
@@ -276,8 +284,9 @@ class Surrogate(Algorithm):
     def _scalarized(self, known: list[Observation], weights: np.ndarray) -> list[tuple[Observation, float]]:
         """The evaluated candidates with one value each (larger is better): the rank, scaled to (0, 1], of the
         augmented Chebyshev value over the normalized objectives (ranks keep one outlier from flattening the rest);
-        candidates stopped at a halving rung rank below those that trained further, by their values there (each
-        rung normalized on its own); rejected and failed ones get 0, below every evaluated value."""
+        with ``stopped: ranked``, candidates stopped at a halving rung rank below those that trained further, by
+        their values there (each rung normalized on its own); rejected and failed ones get 0, below every evaluated
+        value."""
         done = [o for o in known if o.values is not None]
         if not done:
             return []

@@ -290,10 +290,13 @@ def test_a_study_stops_candidates_at_the_rungs_and_a_resumed_run_rebuilds_the_hi
     assert replayed._payload(genome) == {"genome": genome, "seed": cfg.seed, "halving": expected.bars()}
 
 
-def test_the_surrogate_hears_what_a_stopped_candidate_reached_live_and_on_replay(ray_address, tmp_path, table) -> None:
+def test_the_surrogate_ranks_a_stopped_candidate_by_what_it_reached_live_and_on_replay(
+    ray_address, tmp_path, table
+) -> None:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     config = _study(tmp_path, table, "told")
-    config["algorithm"] = {"name": "surrogate", "options": {"initial_design": "random", "initial": 3, "trees": 10}}
+    options = {"initial_design": "random", "initial": 3, "trees": 10, "stopped": "ranked"}
+    config["algorithm"] = {"name": "surrogate", "options": options}
     runner = StudyRunner(parse_config(config), store, progress=False)
     runner.run()
     live = runner.current_run.algorithm

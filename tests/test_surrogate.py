@@ -200,6 +200,7 @@ def test_bad_options_are_refused(space) -> None:
         ({"spectrum": "yes"}, "spectrum must be true or false"),
         ({"distinct_shapes": 1}, "distinct_shapes must be true or false"),
         ({"distinct_structures": "no"}, "distinct_structures must be true or false"),
+        ({"stopped": "rejected"}, "stopped must be one of"),
     ]:
         with pytest.raises(AlgorithmConfigError, match=message):
             make_algorithm("surrogate", space, ONE, np.random.default_rng(0), options)
