@@ -4,6 +4,7 @@ Prints evaluations per second over the whole loop and the driver's own time per 
 (ask, dedupe, store writes, dispatch, record, tell), median and p95.
 
     .venv/bin/python benchmarks/driver_capacity.py --evaluations 3000 --workers 2
+    .venv/bin/python benchmarks/driver_capacity.py --evaluations 150 --like configs/quickstart.yaml  # its surrogate
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import yaml
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -60,14 +63,20 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--queue", type=int, default=4, help="jobs queued per worker")
+    parser.add_argument("--like", type=Path, help="a study config whose space and algorithm to drive (default: random)")
     args = parser.parse_args()
+    space: dict = {"kind": "activation", "options": {"schema": "tree", "max_depth": 4}}
+    algorithm: dict = {"name": "random"}
+    if args.like is not None:
+        like = yaml.safe_load(args.like.read_text())
+        space, algorithm = like["space"], like["algorithm"]
     tmp = Path(tempfile.mkdtemp(prefix="lfbench"))
     config = parse_config(
         {
             "name": "driver-capacity",
             "seed": 0,
-            "space": {"kind": "activation", "options": {"schema": "tree", "max_depth": 4}},
-            "algorithm": {"name": "random"},
+            "space": space,
+            "algorithm": algorithm,
             "evaluator": {"kind": "synthetic", "objectives": [{"name": "score"}], "fingerprint": {"enabled": False}},
             "budget": {"evaluations": args.evaluations},
             "resources": {"workers": args.workers, "max_in_flight": args.workers * args.queue},

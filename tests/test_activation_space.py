@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spaces import GenomeError, SpaceConfigError, get_space
+from spaces import GenomeError, Space, SpaceConfigError, get_space
 from spaces.activation import BINARY_OPS, MUTATIONS, UNARY_OPS, ActivationSpace
 
 X = torch.linspace(-10.0, 10.0, 2001)
@@ -212,6 +212,17 @@ def test_canonical_sorts_commutative_args_and_rounds_params():
     assert canonical(space.parse("{1.0000001}*sin(x)")) == canonical(space.parse("{1.0}*sin(x)"))
     assert canonical(space.parse("{1.001}*sin(x)")) != canonical(space.parse("{1.0}*sin(x)"))
     assert space.key(space.parse("min(x, 1.0)")) == space.key(space.parse("min(1.0, x)"))
+
+
+def test_features_equal_the_built_modules_outputs_bit_for_bit():
+    """The surrogate describes candidates without building them; the numbers must be the module's."""
+    space = get_space("activation", schema="tree", max_depth=4, max_nodes=10, max_params=2)
+    rng = np.random.default_rng(0)
+    inputs = torch.linspace(-5, 5, 257)
+    for _ in range(300):
+        genome = space.sample(rng)
+        built = Space.features(space, genome, inputs)  # the contract's default: build, then call
+        np.testing.assert_array_equal(space.features(genome, inputs), built)  # NaN where the module gives NaN
 
 
 def test_structure_sets_learnable_initial_values_aside_and_nothing_else():

@@ -106,3 +106,22 @@ def _module_tree(node: Node) -> nn.Module:
         return _Constant(node["value"])
     children = [_module_tree(arg) for arg in node["args"]]
     return _NODE_CLASSES[op](op, *children, node.get("alpha"), node.get("beta"))
+
+
+def evaluate(node: Node, x: torch.Tensor) -> torch.Tensor:
+    """What ``EvolvedActivation(node, ...)`` computes on ``x``, op for op, without building it: describing thousands
+    of candidates a second (a surrogate's pool) costs their arithmetic, not their modules."""
+    op = node["op"]
+    if op == "x":
+        return x
+    if op == "const":
+        return torch.full_like(x, float(node["value"]))
+    beta = None if "beta" not in node else torch.tensor(float(node["beta"]))
+    fn = OPS[op].fn
+    if OPS[op].arity == 1:
+        a = evaluate(node["args"][0], x)
+        y = fn(a if beta is None else beta * a)
+    else:
+        left, right = evaluate(node["args"][0], x), evaluate(node["args"][1], x)
+        y = fn(left, right) if beta is None else fn(left, right, beta)
+    return _scaled(y, None if "alpha" not in node else torch.tensor(float(node["alpha"])))

@@ -28,11 +28,12 @@ import reprlib
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from spaces.activation.export import to_source
 from spaces.activation.lowering import lower
-from spaces.activation.module import EvolvedActivation
+from spaces.activation.module import EvolvedActivation, evaluate
 from spaces.activation.ops import ALIASES, BINARY_OPS, LEAVES, OPS, UNARY_OPS, OpSpec, known_ops_text
 from spaces.activation.schema import SCHEMAS, TEMPLATES, embed, expand, matches, template_size, template_text
 from spaces.activation.suggest import TreeSuggestion
@@ -353,6 +354,12 @@ class ActivationSpace(TreeVariation, TreeSuggestion, Space):
         """The activation as a module (``shape`` is ignored: the function is elementwise), lowered to fused ops."""
         self.validate(genome)
         return EvolvedActivation(lower(genome["expr"]), self.describe(genome, "display"))
+
+    def features(self, genome: Genome, inputs: torch.Tensor) -> np.ndarray:
+        """What ``build`` computes on ``inputs``, evaluated without building the module (same ops, same values)."""
+        self.validate(genome)
+        with torch.no_grad():
+            return evaluate(lower(genome["expr"]), inputs).double().flatten().numpy()
 
     def to_source(self, genome: Genome, class_name: str) -> str:
         """A standalone module (imports only torch) whose forward matches ``build`` bit for bit on the same input."""
