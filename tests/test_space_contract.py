@@ -97,6 +97,19 @@ def test_validate_and_canonical_round_trip_through_json(space: Space) -> None:
         assert space.canonical(stored) == space.canonical(genome) and space.key(stored) == space.key(genome)
 
 
+def test_structure_survives_storage_and_features_are_what_the_built_layer_computes(space: Space) -> None:
+    """The surrogate keys pools by ``structure`` and describes candidates by ``features``, never by a built module:
+    both must hold for genomes read back from the store."""
+    probe = torch.linspace(-3, 3, 16)
+    for genome in genomes(space):
+        stored = json.loads(json.dumps(genome))
+        assert isinstance(space.structure(genome), str) and space.structure(stored) == space.structure(genome)
+        module, inputs = space.probe(genome, probe)
+        with torch.no_grad():
+            built = module.eval()(inputs).double().flatten().numpy()
+        np.testing.assert_allclose(space.features(genome, probe), built, rtol=0, atol=0)
+
+
 def test_text_form_parses_back_to_the_same_genome(space: Space) -> None:
     if type(space).parse is Space.parse:
         pytest.skip(f"space {space.kind!r} has no text form")
