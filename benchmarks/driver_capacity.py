@@ -69,7 +69,7 @@ def main() -> None:
     algorithm: dict = {"name": "random"}
     if args.like is not None:
         like = yaml.safe_load(args.like.read_text())
-        space, algorithm = like["space"], like["algorithm"]
+        space, algorithm = like["space"], like.get("algorithm", {})  # a config may leave the algorithm default
     tmp = Path(tempfile.mkdtemp(prefix="lfbench"))
     config = parse_config(
         {
