@@ -46,6 +46,7 @@ TABLES = ("benchmarks/tables/mlp_mnist1d.csv", "benchmarks/tables/cnn1d_mnist1d.
 POPULATION = {"population_size": 24, "tournament_size": 6}  # the quickstart's
 RANDOM_START = {"initial_design": "random"}
 HALVING = {"rejection": {"halving": {"enabled": True, "eta": 3, "rungs": 2}}}  # rungs at 1/9 and 1/3 of the steps
+NO_LATE = {"rejection": {"halving": {**HALVING["rejection"]["halving"], "late_promotion": False}}}  # before 11-28
 # The shipped algorithms as a config names them: "algorithm", plus "evaluator" settings a variant changes and
 # "baselines" (the space's named seeds it can express, evaluated first as a study's space.seeds are).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -70,13 +71,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "algorithm": {"name": "surrogate", "options": {**RANDOM_START, "distinct_shapes": False}}
     },
     "random_halving": {"algorithm": {"name": "random"}, "evaluator": HALVING},
+    "random_halving_no_late": {"algorithm": {"name": "random"}, "evaluator": NO_LATE},
     "surrogate_halving": {"algorithm": {"name": "surrogate"}, "evaluator": HALVING},
+    "surrogate_halving_no_late": {"algorithm": {"name": "surrogate"}, "evaluator": NO_LATE},
     "surrogate_halving_ranked": {
         "algorithm": {"name": "surrogate", "options": {"stopped": "ranked"}},
-        "evaluator": HALVING,
+        "evaluator": NO_LATE,
     },
 }
-CHOOSING = ("surrogate_rs_", "surrogate_halving_")  # variants that chose the defaults: not in the default set
+# variants that chose the defaults: not in the default set
+CHOOSING = ("surrogate_rs_", "surrogate_halving_", "random_halving_")
 MAIN = [v for v in VARIANTS if not v.startswith(CHOOSING)]
 TOP_FRACTION = 0.01
 CONTEXT_FRACTION = 0.05  # also reported: trainings to the top 5%, a target less at the mercy of seed noise
@@ -284,7 +288,10 @@ def main() -> None:
             for variant in variants:
                 started = time.perf_counter()
                 evaluator_key = json.dumps(VARIANTS[variant].get("evaluator", {}), sort_keys=True)
-                if evaluator_key not in pools:
+                if evaluator_key not in pools:  # one pool at a time: Ray has as many CPUs as the machine
+                    for stale in pools.values():
+                        stale.shutdown()
+                    pools.clear()
                     config = study_config(table, variant, 0, args.max_evaluations, store.url)
                     pools[evaluator_key] = make_pool(config, get_space(config.space.kind, **config.space.options), 1)
                     pools[evaluator_key].start()

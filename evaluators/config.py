@@ -148,12 +148,16 @@ class Halving(Strict):
     from scratch for ``round(steps / eta ** (rungs - k))`` of its steps, and a candidate continues only if one of
     its objectives is in the top ``1 / eta`` of the values the study recorded at that rung so far, its own included
     (``evaluators.halving``). eta 3 with 2 rungs trains 1/9 and 1/3 of the steps: the budgets that
-    ``layerforge tabulate`` records by default, so table studies can use it too.
+    ``layerforge tabulate`` records by default, so table studies can use it too. With ``late_promotion`` (the
+    default, chosen on a recorded table: BENCHMARKS.md) a stopped candidate trains on from the next rung once it
+    ranks in the top ``1 / eta`` of all the study's results at its rung (ASHA's promotions; the driver starts it
+    before asking the algorithm for a new candidate).
     """
 
     enabled: bool = False
     eta: int = Field(3, ge=2)
     rungs: int = Field(2, ge=1)
+    late_promotion: bool = True
 
 
 class Rejection(Strict):

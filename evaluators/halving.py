@@ -9,6 +9,12 @@ in (so the first candidate at a rung always continues). Candidates that pass eve
 The worker never sees the store, so the driver keeps the study's rung results (``RungHistory``, rebuilt by
 replay from the stored metrics ``rung{k}_<objective>``) and sends each job the bars it must clear (``Bars``).
 Since only the m-th best matters, a bar is one number per rung and objective, whatever the study's size.
+
+With ``late_promotion`` (ASHA's promotions), a candidate stopped at rung k trains on later, from rung k + 1, once
+it ranks in the top ``1 / eta`` of everything the study recorded at rung k: early candidates are judged against
+few results, and a bar raised by a run of good ones can stop a candidate that later ones show was good. Its
+bars then say ``None`` for the rungs it cleared (no training there); the driver keeps the candidates
+(``search.promotion``).
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from evaluators.cascade import Rejected
 from evaluators.config import Halving, Objective
 
 # Per rung, objective name -> {"cutoff": the value to reach (None: too few results, it continues),
-# "results": how many the study recorded at the rung so far}. Plain JSON: it travels in a job.
-Bars = list[dict[str, dict[str, Any]]]
+# "results": how many the study recorded at the rung so far}; None for a rung a promoted candidate cleared
+# earlier, which it does not train again. Plain JSON: it travels in a job.
+Bars = list[dict[str, dict[str, Any]] | None]
+STOPPED_AT = "halving_stopped_at"  # metric: the rung whose bar a stopped candidate did not clear
 
 
 def rung_steps(steps: int, halving: Halving) -> list[int]:
@@ -79,23 +87,41 @@ class RungHistory:
         self.objectives = list(objectives)
         self.values: list[dict[str, list[float]]] = [{o.name: [] for o in objectives} for _ in range(halving.rungs)]
 
-    def record(self, metrics: Mapping[str, Any]) -> None:
-        """Add an evaluation's rung results (its ``rung{k}_<objective>`` metrics; other metrics are ignored)."""
+    def record(self, metrics: Mapping[str, Any], first_rung: int = 0) -> None:
+        """Add an evaluation's rung results (its ``rung{k}_<objective>`` metrics; other metrics are ignored) from
+        ``first_rung`` on: a promoted candidate's stored metrics repeat the lower rungs it trained before."""
         for k, rung in enumerate(self.values):
+            if k < first_rung:
+                continue
             for objective in self.objectives:
                 value = metrics.get(rung_metric(k, objective.name))
                 if isinstance(value, int | float) and math.isfinite(value):
                     bisect.insort(rung[objective.name], _sign(objective) * float(value))
 
-    def bars(self) -> Bars:
-        """What the next candidate must reach at each rung, in the objectives' own directions."""
+    def bars(self, first_rung: int = 0) -> Bars:
+        """What the next candidate must reach at each rung, in the objectives' own directions; None below
+        ``first_rung`` (a promoted candidate cleared those)."""
         return [
-            {
+            None
+            if k < first_rung
+            else {
                 o.name: {"cutoff": _unsigned(cutoff(rung[o.name], self.eta), o), "results": len(rung[o.name])}
                 for o in self.objectives
             }
-            for rung in self.values
+            for k, rung in enumerate(self.values)
         ]
+
+    def in_top(self, rung: int, values: Mapping[str, float]) -> bool:
+        """Whether ``values`` (a candidate's at ``rung``, already recorded) are, for one objective at least, among
+        the best ``max(1, n // eta)`` of the n values the study recorded there: ASHA's promotion rule."""
+        for objective in self.objectives:
+            recorded, value = self.values[rung][objective.name], values.get(objective.name)
+            if value is None or not recorded:
+                continue
+            m = max(1, len(recorded) // self.eta)
+            if _sign(objective) * value >= recorded[-m]:
+                return True
+        return False
 
 
 def _unsigned(value: float | None, objective: Objective) -> float | None:
@@ -103,9 +129,16 @@ def _unsigned(value: float | None, objective: Objective) -> float | None:
 
 
 def check_rung(
-    rung: int, after: str, values: Mapping[str, float | None], bars: Bars, objectives: Sequence[Objective], eta: int
+    rung: int,
+    after: str,
+    values: Mapping[str, float | None],
+    bars: Bars,
+    objectives: Sequence[Objective],
+    eta: int,
+    metrics: dict[str, Any],
 ) -> None:
-    """Raise ``Rejected`` unless one objective's ``values`` (the candidate's at this rung) clears its bar.
+    """Raise ``Rejected`` unless one objective's ``values`` (the candidate's at this rung) clears its bar; on a
+    stop, ``metrics`` records the rung (``STOPPED_AT``), which late promotion reads.
 
     ``after`` says how long the rung trained ("222 steps"), for the reason.
     """
@@ -123,6 +156,7 @@ def check_rung(
             f"{objective.name} {shown} after {after} is {worse} the top 1/{eta} at rung {rung} "
             f"({bar['cutoff']:.4g} of {bar['results'] + 1} results)"
         )
+    metrics[STOPPED_AT] = rung
     raise Rejected("halving: " + "; ".join(shortfalls))
 
 

@@ -312,15 +312,18 @@ class ProxyEvaluator(Evaluator):
             check_quality_gate(name, dataset, result, gate)
 
     def _halving(self, genome: Genome, seed: int, metrics: dict[str, Any], bars: Bars) -> None:
-        """Train the rungs in order, each from scratch; stop at the first rung none of the objectives clears."""
+        """Train the rungs in order, each from scratch, skipping those a promoted candidate cleared; stop at the
+        first rung none of the objectives clears."""
         halving = self.config.rejection.halving
         budgets = {name: rung_steps(proxy.steps, halving) for name, proxy in self.proxies.items()}
         for rung in range(halving.rungs):
+            if bars[rung] is None:
+                continue  # cleared before this candidate's late promotion
             steps = {name: budget[rung] for name, budget in budgets.items()}
             results = self._train_proxies(genome, seed, steps, VAL)
             metrics.update({rung_metric(rung, name): value for name, value in results.items()})
             values = {o.name: results.get(o.name) for o in self.config.objectives}
-            check_rung(rung, steps_label(steps), values, bars, self.config.objectives, halving.eta)
+            check_rung(rung, steps_label(steps), values, bars, self.config.objectives, halving.eta, metrics)
 
     def _train_all(
         self, genome: Genome, seed: int, steps: int | None, metrics: dict[str, Any], split: Split

@@ -14,8 +14,9 @@ are the recorded ones (what the evaluation cost when it was tabulated), so budge
 With successive halving enabled (``rejection.halving``), each rung is answered from the recorded shorter run of
 its budget (computed from the table's ``full_steps``, its first proxy's). A candidate stopped at rung k costs
 the recorded run less its training (the ``train_seconds@<proxy>`` metrics: the cascade before training) plus
-rungs 0 .. k; one promoted costs the recorded run plus every rung. The table records no per-stage seconds, so,
-as for every answer, the recorded run's part is under stage ``full``.
+rungs 0 .. k; one promoted costs the recorded run plus every rung, and a late promotion (bars ``None`` for the
+rungs it cleared before) only the rungs it trains now. The table records no per-stage seconds, so, as for every
+answer, the recorded run's part is under stage ``full``.
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ class TableEvaluator(Evaluator):
         cascade_seconds = max(0.0, answer.seconds - training)
         metrics, rung_seconds = dict(answer.metrics), 0.0
         for rung, steps in enumerate(self.rungs):
+            if bars[rung] is None:
+                continue  # cleared before this candidate's late promotion: not trained, not paid for
             runs = [_run(row, s, steps, self.runs[(s, steps)]) for s in seeds]
             rung_seconds += sum(r.seconds for r in runs) / len(runs)
             stopped = next((r for r in runs if r.status != Status.DONE), None)
@@ -163,7 +166,7 @@ class TableEvaluator(Evaluator):
             metrics.update({rung_metric(rung, name): value for name, value in results.items()})
             metrics.update({rung_metric(rung, name): v for name, v in values.items() if v is not None})
             try:
-                check_rung(rung, f"{steps} steps", values, bars, self.config.objectives, halving.eta)
+                check_rung(rung, f"{steps} steps", values, bars, self.config.objectives, halving.eta, metrics)
             except Rejected as exc:
                 return _halted(answer, metrics, str(exc), cascade_seconds, rung_seconds)
         answer.metrics = metrics

@@ -83,11 +83,12 @@ class Dedupe:
         return fingerprint_or_none(self.space, genome, self.config) if self.config.enabled else None
 
     def remember(self, candidate: CandidateRow) -> None:
-        """A stored candidate (replay): originals are what later proposals are matched against."""
+        """A stored candidate (replay): originals are what later proposals are matched against; a late promotion
+        (``search.promotion``) takes its layer's place, as ``add`` gave it when it was made."""
         if candidate.duplicate_of is None:
-            self.by_key.setdefault(candidate.key, candidate.id)
+            self.by_key[candidate.key] = candidate.id
             if candidate.fingerprint:
-                self.by_fingerprint.setdefault(candidate.fingerprint, candidate.id)
+                self.by_fingerprint[candidate.fingerprint] = candidate.id
 
     def add(self, candidate_id: int, key: str, fingerprint: str | None) -> None:
         """A new original, just recorded."""

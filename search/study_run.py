@@ -22,6 +22,7 @@ from search.dedupe import Dedupe, FinalOutcome, Pending
 from search.dispatch import Job
 from search.objectives import signed_values
 from search.progress import StudyProgress
+from search.promotion import Promotions, earlier_rung_metrics, promoted_from
 from search.store import CandidateRow, EvaluationRow, StudyRow, utcnow
 from spaces import Genome, GenomeError, genome_key
 
@@ -43,6 +44,7 @@ class StudyRun:
         halving = self.config.evaluator.rejection.halving
         # Every rung result so far (from the stored metrics): the bars each job's candidate must clear.
         self.rungs = RungHistory(halving, self.objectives) if halving.enabled else None
+        self.promotions = Promotions(self.rungs) if self.rungs is not None and halving.late_promotion else None
         self.progress = StudyProgress(
             study.name, self.objectives[0], self.config.budget.evaluations, runner.console, runner.show_progress
         )
@@ -53,9 +55,16 @@ class StudyRun:
         unfinished = self.store.unfinished(study.id)
         for candidate, _ in unfinished:
             self.dedupe.remember(candidate)
+            if self.promotions is not None and promoted_from(candidate.proposal):
+                self.promotions.started(Pending.of(candidate))
         self.seed_queue = deque(self._seed_proposals())
         self.requeue = deque(
-            Job(ev.id, self._payload(cand.genome), attempt=ev.attempt + 1, context=Pending.of(cand, ev.stage_seconds))
+            Job(
+                ev.id,
+                self._payload(cand.genome, promoted_from(cand.proposal)),
+                attempt=ev.attempt + 1,
+                context=Pending.of(cand, ev.stage_seconds),
+            )
             for cand, ev in unfinished
         )
         self.active_before = study.active_seconds or 0.0  # over the earlier runs
@@ -65,7 +74,7 @@ class StudyRun:
     def _replay(self, candidate: CandidateRow, evaluation: EvaluationRow) -> None:
         self.dedupe.remember(candidate)
         if self.rungs is not None and evaluation.status != Status.DUPLICATE:  # a duplicate's are its original's
-            self.rungs.record(evaluation.metrics or {})
+            self.rungs.record(evaluation.metrics or {}, promoted_from(candidate.proposal))
         self.progress.record(evaluation.status, evaluation.objectives)
         status = evaluation.status
         if status == Status.DUPLICATE:
@@ -75,6 +84,7 @@ class StudyRun:
         outcome = FinalOutcome(status, evaluation.objectives, self._rungs(evaluation.metrics))
         if evaluation.status != Status.DUPLICATE:
             self.dedupe.finish(candidate.id, outcome)
+            self._note_promotion(Pending.of(candidate), evaluation.metrics or {}, outcome)
         self.algorithm.tell(Pending.of(candidate).result(outcome))
 
     def _rungs(self, metrics: dict[str, Any] | None) -> list[dict[str, float]]:
@@ -114,6 +124,8 @@ class StudyRun:
         if self.requeue:
             return self.requeue.popleft()
         while self._budget_left(in_flight):
+            if not self.seed_queue and (promotion := self._promotion()) is not None:
+                return promotion
             proposal = self.seed_queue.popleft() if self.seed_queue else self.algorithm.ask()
             job = self._admit(proposal)
             if job is not None:
@@ -129,11 +141,51 @@ class StudyRun:
                 )
         return None
 
-    def _payload(self, genome: Genome) -> dict[str, Any]:
+    def _payload(self, genome: Genome, first_rung: int = 0) -> dict[str, Any]:
         payload: dict[str, Any] = {"genome": genome, "seed": self.config.seed}
         if self.rungs is not None:
-            payload["halving"] = self.rungs.bars()
+            payload["halving"] = self.rungs.bars(first_rung)
         return payload
+
+    def _note_promotion(self, candidate: Pending, metrics: dict[str, Any], outcome: FinalOutcome) -> None:
+        """Late promotion's record of a finished evaluation: a promotion's start (again, live: it is idempotent),
+        and whether halving stopped the candidate."""
+        if self.promotions is None:
+            return
+        if promoted_from(candidate.proposal_data):
+            self.promotions.started(candidate)
+        self.promotions.record(candidate, metrics, outcome.rungs)
+
+    def _promotion(self) -> Job | None:
+        """A job that trains a stopped candidate on from its next rung, if one qualifies now (late promotion)."""
+        chosen = self.promotions.next() if self.promotions is not None else None
+        if chosen is None:
+            return None
+        stopped, data = chosen
+        genome, original = stopped.candidate.genome, stopped.candidate
+        candidate: dict[str, Any] = {
+            "genome": genome,
+            "origin": "promotion",
+            "parents": [original.candidate_id],
+            "mutation_op": None,
+            "generation": original.generation,
+            "seed_name": None,
+            "proposal": data,
+            "canonical": self.space.canonical(genome),
+            "key": original.key,
+            "formula": self._describe(genome),
+            "fingerprint": original.fingerprint,
+        }
+        now = utcnow()
+        cand_id, ev_id = self.store.add_candidate_with_evaluation(
+            self.study.id,
+            candidate,
+            {"status": Status.RUNNING, "seed": self.config.seed, "queued_at": now, "started_at": now},
+        )
+        self.dedupe.add(cand_id, original.key, original.fingerprint)  # later duplicates hear the promotion
+        context = Pending(cand_id, genome, original.generation, data, {}, original.key, original.fingerprint)
+        self.promotions.started(context)
+        return Job(ev_id, self._payload(genome, promoted_from(data)), context=context)
 
     def _admit(self, proposal: Proposal) -> Job | None:
         """Record a proposal; returns a job to run, or None if it was a duplicate or invalid (recorded)."""
@@ -264,6 +316,7 @@ class StudyRun:
         outcome = Outcome.from_dict(result["outcome"])
         if self.rungs is not None:
             self.rungs.record(outcome.metrics)
+            outcome.metrics = {**earlier_rung_metrics(job.context.proposal_data), **outcome.metrics}
         objectives = outcome.finite_objectives()
         status, stage, reason = outcome.status, outcome.stage, outcome.reason
         if status == Status.DONE and len(objectives) < len(outcome.objectives):
@@ -292,6 +345,7 @@ class StudyRun:
         pending: Pending = job.context
         outcome = FinalOutcome(values["status"], values["objectives"], self._rungs(values["metrics"]))
         self.progress.record(outcome.status, outcome.objectives)
+        self._note_promotion(pending, values["metrics"], outcome)
         self.algorithm.tell(pending.result(outcome))
         for dup_ev_id, duplicate in self.dedupe.finish(pending.candidate_id, outcome):
             self.store.update_evaluation(dup_ev_id, objectives=outcome.objectives, metrics=_original_metrics(outcome))

@@ -29,7 +29,8 @@ values), so successive asks cover the Pareto front. Rejected and failed candidat
 so the model learns to avoid them. A candidate that successive halving stopped at a rung counts as a failure too
 (``stopped: failure``, the default) or by its values there, below every candidate that trained further, the order
 halving judged them in (``stopped: ranked``); on table A the second left more studies without a top-1% function
-(BENCHMARKS.md): a model that proposes good candidates raises the rung's bar, and halving then stops most of them;
+(BENCHMARKS.md): a model that proposes good candidates raises the rung's bar, and halving then stops most of them.
+A layer told again after training further (a late promotion, ``search.promotion``) replaces what was known of it;
 candidates in flight count as the mean (a constant liar), so parallel workers get different proposals.
 ``warm_start`` names finished studies of the same store, evaluated the same way, whose outcomes are prior data (a
 list, or one string of comma-separated names).
@@ -41,6 +42,7 @@ same outcomes gives the same proposals.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -201,7 +203,8 @@ class Surrogate(Algorithm):
         if observation is None:
             return
         self.pending.pop(observation.identity, None)
-        if observation.identity not in self.observed:
+        earlier = self.observed.get(observation.identity)
+        if earlier is None or _reach(observation) > _reach(earlier):  # a late promotion trained it further
             observation.candidate_id, observation.generation = result.candidate_id, result.generation
             self.observed[observation.identity] = observation
 
@@ -393,6 +396,14 @@ class Surrogate(Algorithm):
             process.fit((features - center) / scale, targets)
         mean, spread = process.predict((candidates - center) / scale, return_std=True)
         return mean, spread
+
+
+def _reach(observation: Observation) -> float:
+    """How far a told candidate trained, as the model counts it: not at all (rejected, failed, or stopped under
+    ``stopped: failure``), to a halving rung, or fully."""
+    if observation.values is None:
+        return -1
+    return math.inf if observation.rung is None else observation.rung
 
 
 def whole_space(space: Space, pool: int) -> list[Genome] | None:

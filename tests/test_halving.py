@@ -1,5 +1,6 @@
 """Successive halving as a stage of the cascade: the promotion rule, the proxy evaluator's rungs, the table
-evaluator's rung answers and costs, and a study whose driver keeps the rung history through replay."""
+evaluator's rung answers and costs, a study whose driver keeps the rung history through replay, and late
+promotion."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from evaluators.cascade import Rejected
 from evaluators.config import EvaluatorConfig, Halving, Objective
 from evaluators.fingerprint import fingerprint
-from evaluators.halving import RungHistory, check_rung, cutoff, rung_metric, rung_steps
+from evaluators.halving import STOPPED_AT, RungHistory, check_rung, cutoff, rung_metric, rung_steps
 from evaluators.outcome import Outcome
 from evaluators.proxy import EvaluatorSetupError, ProxyEvaluator
 from evaluators.table import FORMULA, GENOMES, KEY, TableEvaluator, run_columns, write_table
@@ -39,7 +40,7 @@ def _history(values: list[float], objectives=(ACC,)) -> RungHistory:
 
 def _passes(history: RungHistory, values: dict[str, float], rung: int = 0) -> bool:
     try:
-        check_rung(rung, "9 steps", values, history.bars(), history.objectives, history.eta)
+        check_rung(rung, "9 steps", values, history.bars(), history.objectives, history.eta, {})
     except Rejected:
         return False
     return True
@@ -76,7 +77,7 @@ def test_with_nine_earlier_results_a_candidate_must_be_in_the_top_three() -> Non
     assert _passes(history, {"val_acc@mlp": 0.7})  # 0.9, 0.8, 0.7, 0.7: third best
     assert not _passes(history, {"val_acc@mlp": 0.69})
     with pytest.raises(Rejected, match=r"val_acc@mlp 0.65 after 9 steps is below the top 1/3 at rung 0 \(0.7 of 10"):
-        check_rung(0, "9 steps", {"val_acc@mlp": 0.65}, history.bars(), [ACC], 3)
+        check_rung(0, "9 steps", {"val_acc@mlp": 0.65}, history.bars(), [ACC], 3, {})
     # the literal rule (m-th best of the earlier values and its own) agrees with the driver's one-number bar
     for own in [0.05, 0.55, 0.65, 0.7, 0.75, 0.95]:
         ranked = sorted([*earlier, own], reverse=True)
@@ -89,7 +90,7 @@ def test_objectives_to_minimize_count_the_smallest_as_best() -> None:
     assert _passes(history, {"val_loss@mlp": 0.3})
     assert not _passes(history, {"val_loss@mlp": 0.31})
     with pytest.raises(Rejected, match="val_loss@mlp 0.8 after 9 steps is above the top 1/3"):
-        check_rung(0, "9 steps", {"val_loss@mlp": 0.8}, history.bars(), [LOSS], 3)
+        check_rung(0, "9 steps", {"val_loss@mlp": 0.8}, history.bars(), [LOSS], 3, {})
 
 
 def test_with_two_objectives_either_one_in_the_top_share_suffices() -> None:
@@ -100,6 +101,18 @@ def test_with_two_objectives_either_one_in_the_top_share_suffices() -> None:
     assert _passes(history, {"val_acc@mlp": 0.0, "val_loss@mlp": 0.15})  # loss in the top 2
     assert not _passes(history, {"val_acc@mlp": 0.75, "val_loss@mlp": 0.25})
     assert _passes(history, {"val_acc@mlp": 0.0, "val_loss@mlp": 9.0}, rung=1)  # rung 1 has no results yet
+
+
+def test_the_top_of_a_rung_counts_every_result_recorded_there() -> None:
+    history = _history([0.1, 0.5, 0.7])  # 3 results: the top 1/3 is the best one
+    assert history.in_top(0, {"val_acc@mlp": 0.7}) and not history.in_top(0, {"val_acc@mlp": 0.5})
+    for value in (0.2, 0.3, 0.05):
+        history.record({"rung0_val_acc@mlp": value})  # 6 results: the best two
+    assert history.in_top(0, {"val_acc@mlp": 0.5}) and not history.in_top(0, {"val_acc@mlp": 0.3})
+    assert not history.in_top(1, {"val_acc@mlp": 0.9})  # nothing recorded at rung 1
+    assert history.bars(first_rung=1)[0] is None and history.bars(first_rung=1)[1] == history.bars()[1]
+    history.record({"rung0_val_acc@mlp": 0.9, "rung1_val_acc@mlp": 0.8}, first_rung=1)  # a promotion's repeat
+    assert len(history.values[0]["val_acc@mlp"]) == 6 and history.values[1]["val_acc@mlp"] == [0.8]
 
 
 def test_the_history_ignores_other_metrics_and_values_that_are_not_finite() -> None:
@@ -130,12 +143,18 @@ def test_the_proxy_evaluator_trains_the_rungs_and_stops_a_candidate_below_the_ba
     assert stopped.metrics["rung0_steps@mlp"] == 3 and "rung0_total_train_seconds" in stopped.metrics
     assert 0 <= stopped.metrics["rung0_val_acc@mlp"] < 1 and "rung1_val_acc@mlp" not in stopped.metrics
     assert "val_acc@mlp" not in stopped.metrics and Stage.FULL not in stopped.stage_seconds
+    assert stopped.metrics[STOPPED_AT] == 0
 
     promoted = evaluator.evaluate(relu, halving=RungHistory(ON, config.objectives).bars())
     assert promoted.status == Status.DONE and set(promoted.stage_seconds) >= {Stage.HALVING, Stage.FULL}
     assert (promoted.metrics["rung0_steps@mlp"], promoted.metrics["rung1_steps@mlp"]) == (3, 9)
     assert promoted.metrics["steps@mlp"] == 27
     assert promoted.metrics["rung0_val_acc@mlp"] == stopped.metrics["rung0_val_acc@mlp"]  # same seed, same run
+    assert STOPPED_AT not in promoted.metrics
+    # a late promotion from rung 0 trains rung 1 and the full run, not rung 0 again
+    late = evaluator.evaluate(relu, halving=history.bars(first_rung=1))
+    assert late.status == Status.DONE and late.metrics["rung1_val_acc@mlp"] == promoted.metrics["rung1_val_acc@mlp"]
+    assert "rung0_val_acc@mlp" not in late.metrics and late.metrics["val_acc@mlp"] == promoted.metrics["val_acc@mlp"]
     # without a study's bars (a single evaluation, tabulate) the stage does not run
     alone = evaluator.evaluate(relu)
     assert alone.status == Status.DONE and not any(name.startswith("rung") for name in alone.metrics)
@@ -241,7 +260,7 @@ def _study(tmp_path: Path, table: Path, name: str) -> dict:
         "kind": "table",
         "objectives": [{"name": "val_acc@mlp"}],
         "table": {"path": str(table)},
-        "rejection": {"halving": {"enabled": True, "eta": 3, "rungs": 2}},
+        "rejection": {"halving": {"enabled": True, "eta": 3, "rungs": 2, "late_promotion": False}},
     }
     config["budget"] = {"evaluations": 14}
     config["resources"] = {"workers": 1, "max_in_flight": 1}  # one at a time: each job saw every earlier result
@@ -271,8 +290,9 @@ def test_a_study_stops_candidates_at_the_rungs_and_a_resumed_run_rebuilds_the_hi
         else:
             assert (ev.status, ev.stage) == (Status.REJECTED, Stage.HALVING)
             rung = reached[-1]
+            value = {"val_acc@mlp": ev.metrics[rung_metric(rung, "val_acc@mlp")]}
             with pytest.raises(Rejected):
-                check_rung(rung, "", {"val_acc@mlp": ev.metrics[rung_metric(rung, "val_acc@mlp")]}, bars, [ACC], 3)
+                check_rung(rung, "", value, bars, [ACC], 3, {})
             assert ev.seconds == pytest.approx(CASCADE_MEAN + sum(RUNG_MEAN[s] for s in (3, 9)[: rung + 1]))
         expected.record(ev.metrics)
     stages = {(ev.status, ev.stage) for ev in evaluations}
@@ -325,3 +345,63 @@ def test_the_surrogate_ranks_a_stopped_candidate_by_what_it_reached_live_and_on_
     replayed = StudyRun(StudyRunner.for_existing(store, "told", progress=False), store.get_study("told")).algorithm
     seen = [(o.identity, o.values, o.rung) for o in live.observed.values()]
     assert [(o.identity, o.values, o.rung) for o in replayed.observed.values()] == seen
+
+
+def test_late_promotion_trains_a_stopped_candidate_on_once_it_ranks_in_the_top_third_and_survives_replay(
+    ray_address, tmp_path, table
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    config = _study(tmp_path, table, "late")
+    config["evaluator"]["rejection"]["halving"]["late_promotion"] = True
+    config["budget"] = {"evaluations": 24}
+    config["seed"] = 0  # its samples' order sees a promotion stopped again and one trained fully within the budget
+    runner = StudyRunner(parse_config(config), store, progress=False)
+    runner.run()
+    runs = [(c, e) for c, e in store.history(store.get_study("late").id) if e.status != Status.DUPLICATE]
+    assert len(runs) == 24
+
+    # one evaluation at a time, so each was chosen after every earlier one finished: replay the driver's choices
+    expected = RungHistory(ON, [ACC])
+    stopped: dict[str, tuple] = {}  # key -> (candidate, evaluation, rung): the layer's latest stop
+    promotions = 0
+    for cand, ev in runs:
+        qualifying = [
+            (rung, ev_.metrics[rung_metric(rung, "val_acc@mlp")], c)
+            for c, ev_, rung in stopped.values()
+            if expected.in_top(rung, {"val_acc@mlp": ev_.metrics[rung_metric(rung, "val_acc@mlp")]})
+        ]
+        first_rung = 0
+        if cand.origin == "promotion":
+            promotions += 1
+            parent, parent_ev, rung = stopped.pop(cand.key)
+            assert max(qualifying, key=lambda q: q[:2])[2].id == parent.id  # the best that qualifies, now
+            assert cand.parents == [parent.id] and cand.genome == parent.genome
+            first_rung = rung + 1
+            assert cand.proposal["promotion"]["from_rung"] == first_rung
+            for k in range(first_rung):  # it keeps the rungs it cleared ...
+                assert ev.metrics[rung_metric(k, "val_acc@mlp")] == parent_ev.metrics[rung_metric(k, "val_acc@mlp")]
+            trained = [RUNG_MEAN[steps] for k, steps in enumerate((3, 9)) if k >= first_rung]
+            if ev.status == Status.DONE:  # ... and pays for what it trains now only
+                assert ev.seconds == pytest.approx(FULL_MEAN + sum(trained))
+            else:
+                assert ev.seconds == pytest.approx(CASCADE_MEAN + sum(trained[: ev.metrics[STOPPED_AT] - rung]))
+        else:
+            assert not qualifying  # a stopped candidate that qualifies goes before any new one
+        expected.record(ev.metrics, first_rung)
+        if STOPPED_AT in ev.metrics:
+            stopped[cand.key] = (cand, ev, ev.metrics[STOPPED_AT])
+    assert promotions >= 2
+    promoted = [ev for c, ev in runs if c.origin == "promotion"]
+    assert any(ev.status == Status.DONE for ev in promoted)
+
+    # a run made from the store alone holds the same history, stopped candidates and originals
+    live = runner.current_run
+    replayed = StudyRun(StudyRunner.for_existing(store, "late", progress=False), store.get_study("late"))
+    assert replayed.rungs.values == live.rungs.values == expected.values
+    assert replayed.promotions.done == live.promotions.done
+    state = {key: (s.candidate.candidate_id, s.rung, s.rungs) for key, s in live.promotions.stopped.items()}
+    assert {key: (s.candidate.candidate_id, s.rung, s.rungs) for key, s in replayed.promotions.stopped.items()} == state
+    assert replayed.dedupe.by_key == live.dedupe.by_key
+    for cand, _ in runs:  # a later proposal of a promoted layer hears the promotion
+        if cand.origin == "promotion":
+            assert replayed.dedupe.by_key[cand.key] >= cand.id

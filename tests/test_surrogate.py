@@ -189,6 +189,21 @@ def test_a_told_function_keeps_its_rescaled_and_negated_copies_out_of_the_pool(s
     assert {"relu(-x)", "-elu(x)"} <= pools[True]
 
 
+@pytest.mark.parametrize("stopped", ["failure", "ranked"])
+def test_a_late_promotion_replaces_what_the_model_knew_of_its_layer(space, stopped) -> None:
+    """A layer stopped at a halving rung and later promoted (a new candidate of the same genome) is told twice:
+    the model keeps what trained furthest, whichever order the tells come in (a duplicate hears the stop late)."""
+    relu = space.parse("identity(relu(x))")
+    stop = Result(1, relu, 0, "rejected", {}, {}, rungs=[{"val_acc@mlp": 0.2}])
+    full = Result(2, relu, 0, "done", {"val_acc@mlp": 0.6}, {"promotion": {"from_rung": 1}})
+    for order in ([stop, full], [full, stop]):
+        algo = make_algorithm("surrogate", space, ONE, np.random.default_rng(0), {**SMALL, "stopped": stopped})
+        for result in order:
+            algo.tell(result)
+        (observation,) = algo.observed.values()
+        assert (observation.candidate_id, observation.values, observation.rung) == (2, (0.6,), None)
+
+
 def test_bad_options_are_refused(space) -> None:
     for options, message in [
         ({"acquisition": "pi"}, "acquisition"),
