@@ -234,17 +234,33 @@ def versus(runs: list[Run], others: list[Run]) -> dict[str, float]:
 
 
 def compare(report: dict[str, Any], first: str, second: str) -> str:
-    """Two variants of an earlier run against each other, paired by seed, per table."""
+    """Two variants of earlier runs against each other, paired by seed, per table that ran both."""
     lines = []
     for table, entry in report["tables"].items():
+        if not {first, second} <= set(entry["algorithms"]):
+            continue
         runs = {name: [Run(**r) for r in entry["algorithms"][name]["runs"]] for name in (first, second)}
         medians = {name: np.median([r.trainings for r in runs[name]]) for name in runs}
+        seconds = {name: np.median([r.seconds for r in runs[name]]) for name in runs}
         pair = versus(runs[first], runs[second])
+        paired = {r.seed: r.seconds for r in runs[second]}
+        differences = [r.seconds - paired[r.seed] for r in runs[first] if r.seed in paired]
+        seconds_p = float(wilcoxon(differences).pvalue) if any(differences) else 1.0
         lines.append(
-            f"{table}: {first} median {medians[first]:g} trainings, {second} {medians[second]:g}; "
-            f"paired Wilcoxon p = {pair['wilcoxon_p']:.2g}"
+            f"{table}: {first} median {medians[first]:g} trainings, {seconds[first]:.1f} s; {second} "
+            f"{medians[second]:g}, {seconds[second]:.1f} s; paired Wilcoxon p = {pair['wilcoxon_p']:.2g} "
+            f"(trainings), {seconds_p:.2g} (seconds)"
         )
     return "\n".join(lines)
+
+
+def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' reports as one, so that variants from different runs (on the same seeds) can be paired."""
+    tables: dict[str, Any] = {}
+    for report in reports:
+        for table, entry in report["tables"].items():
+            tables.setdefault(table, {"algorithms": {}})["algorithms"].update(entry["algorithms"])
+    return {"tables": tables}
 
 
 def main() -> None:
@@ -256,12 +272,16 @@ def main() -> None:
     parser.add_argument("--max-evaluations", type=int, default=400)
     parser.add_argument("--out", default="runs/search_efficiency.json")
     parser.add_argument("--markdown", nargs="+", metavar="JSON", help="print earlier runs' tables, then stop")
-    parser.add_argument("--paired", metavar="A,B", help="with --markdown: two variants against each other instead")
+    parser.add_argument(
+        "--paired", metavar="A,B", help="with --markdown: two variants (from any of the runs) against each other"
+    )
     args = parser.parse_args()
     if args.markdown:
-        for path in args.markdown:
-            report = json.loads(Path(path).read_text())
-            print(compare(report, *args.paired.split(",")) if args.paired else markdown(report))
+        reports = [json.loads(Path(path).read_text()) for path in args.markdown]
+        if args.paired:
+            print(compare(merged(reports), *args.paired.split(",")))
+        else:
+            print("\n".join(markdown(report) for report in reports))
         return
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))

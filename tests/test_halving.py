@@ -405,3 +405,12 @@ def test_late_promotion_trains_a_stopped_candidate_on_once_it_ranks_in_the_top_t
     for cand, _ in runs:  # a later proposal of a promoted layer hears the promotion
         if cand.origin == "promotion":
             assert replayed.dedupe.by_key[cand.key] >= cand.id
+
+    # a promotion a stopped run left in flight is queued again from the rung it starts at, and not promoted twice
+    last, last_ev = max(((c, ev) for c, ev in runs if c.origin == "promotion"), key=lambda pair: pair[0].id)
+    store.update_evaluation(last_ev.id, status=Status.PENDING, worker=None)
+    resumed = StudyRun(StudyRunner.for_existing(store, "late", progress=False), store.get_study("late"))
+    (job,) = [job for job in resumed.requeue if job.evaluation_id == last_ev.id]
+    first_rung = last.proposal["promotion"]["from_rung"]
+    assert [bar is None for bar in job.payload["halving"]] == [k < first_rung for k in range(2)]
+    assert (last.key, first_rung - 1) in resumed.promotions.done and last.key not in resumed.promotions.stopped
