@@ -10,11 +10,13 @@ from the store. Each layer is promoted from a rung at most once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from evaluators.halving import STOPPED_AT, RungHistory, rung_metrics
 from search.dedupe import Pending
+from search.objectives import sign
 
 PROMOTION = "promotion"  # proposal data of a promotion: {"from_rung": k + 1, "rungs": the values of rungs 0 .. k}
 
@@ -67,7 +69,7 @@ class Promotions:
         ready = [s for s in self.stopped.values() if self.history.in_top(s.rung, s.rungs[s.rung])]
         if not ready:
             return None
-        first = self.history.objectives[0].name
-        sign = 1 if self.history.objectives[0].direction == "max" else -1
-        best = max(ready, key=lambda s: (s.rung, sign * s.rungs[s.rung].get(first, -sign * float("inf"))))
+        first = self.history.objectives[0]
+        oriented = sign(first)
+        best = max(ready, key=lambda s: (s.rung, oriented * s.rungs[s.rung].get(first.name, -oriented * math.inf)))
         return best, {PROMOTION: {"from_rung": best.rung + 1, "rungs": best.rungs}}

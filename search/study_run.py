@@ -176,16 +176,9 @@ class StudyRun:
             "formula": self._describe(genome),
             "fingerprint": original.fingerprint,
         }
-        now = utcnow()
-        cand_id, ev_id = self.store.add_candidate_with_evaluation(
-            self.study.id,
-            candidate,
-            {"status": Status.RUNNING, "seed": self.config.seed, "queued_at": now, "started_at": now},
-        )
-        self.dedupe.add(cand_id, original.key, original.fingerprint)  # later duplicates hear the promotion
-        context = Pending(cand_id, genome, original.generation, data, {}, original.key, original.fingerprint)
-        self.promotions.started(context)
-        return Job(ev_id, self._payload(genome, promoted_from(data)), context=context)
+        job = self._start(candidate, {}, promoted_from(data))  # later duplicates of the layer hear the promotion
+        self.promotions.started(job.context)
+        return job
 
     def _admit(self, proposal: Proposal) -> Job | None:
         """Record a proposal; returns a job to run, or None if it was a duplicate or invalid (recorded)."""
@@ -221,6 +214,10 @@ class StudyRun:
             why = "functionally equivalent (same outputs on the fingerprint points) to candidate"
             self._record_duplicate(candidate, proposal, original, Stage.FINGERPRINT, why, stage_seconds)
             return None
+        return self._start(candidate, stage_seconds)
+
+    def _start(self, candidate: dict[str, Any], stage_seconds: dict[str, float], first_rung: int = 0) -> Job:
+        """Record a candidate the workers will evaluate, as the original of its layer, and make its job."""
         now = utcnow()
         cand_id, ev_id = self.store.add_candidate_with_evaluation(
             self.study.id,
@@ -233,9 +230,10 @@ class StudyRun:
                 "stage_seconds": stage_seconds,
             },
         )
-        self.dedupe.add(cand_id, candidate["key"], fp)
-        context = Pending(cand_id, genome, proposal.generation, proposal.data, stage_seconds, candidate["key"], fp)
-        return Job(ev_id, self._payload(genome), context=context)
+        key, fp, genome = candidate["key"], candidate["fingerprint"], candidate["genome"]
+        self.dedupe.add(cand_id, key, fp)
+        context = Pending(cand_id, genome, candidate["generation"], candidate["proposal"], stage_seconds, key, fp)
+        return Job(ev_id, self._payload(genome, first_rung), context=context)
 
     def _describe(self, genome: Genome) -> str:
         """The formula people read in every table (simplified where the space simplifies); the genome keeps
