@@ -7,6 +7,7 @@ finished, which rebuilds populations, archives and Optuna studies.
 from __future__ import annotations
 
 import math
+import uuid
 from abc import abstractmethod
 from collections import deque
 from dataclasses import dataclass
@@ -216,6 +217,9 @@ class OptunaAlgorithm(Algorithm):
         directions = ["maximize" if o.direction == "max" else "minimize" for o in objectives]
         self.study = optuna.create_study(directions=directions, sampler=self.make_sampler(seed, sampler_options))
         self._trials: dict[int, optuna.trial.Trial] = {}
+        # Trial numbers restart with every run of a study: a result asked by an earlier run (in flight at a kill,
+        # or a late promotion of its candidate) must not be matched to this run's trial of the same number.
+        self._run = uuid.uuid4().hex
 
     @abstractmethod
     def make_sampler(self, seed: int, options: dict[str, Any]) -> optuna.samplers.BaseSampler: ...
@@ -228,20 +232,21 @@ class OptunaAlgorithm(Algorithm):
         return Proposal(
             genome,
             origin="optuna",
-            data={"trial": trial.number, "params": trial.params, "distributions": distributions},
+            data={"trial": trial.number, "run": self._run, "params": trial.params, "distributions": distributions},
         )
 
     def tell(self, result: Result) -> None:
         values = [result.objectives.get(o.name) for o in self.objectives]
         ok = result.status == Status.DONE and all(v is not None and math.isfinite(v) for v in values)
-        number = result.proposal_data.get("trial")
-        trial = self._trials.pop(number, None) if number is not None else None
+        asked_now = result.proposal_data.get("run") == self._run
+        trial = self._trials.pop(result.proposal_data.get("trial"), None) if asked_now else None
         if trial is not None:
             self.study.tell(trial, values if ok else None, state=None if ok else optuna.trial.TrialState.FAIL)
             return
         if "params" not in result.proposal_data:
             return  # a seed or a proposal from another algorithm: Optuna has no trial for it
-        # Replay on resume: the trial object is gone, so add a finished trial with the same parameters.
+        # Replay on resume, an earlier run's trial, or a late promotion of a told one (its proposal data are its
+        # original's): add a finished trial with the same parameters.
         distributions = {
             k: optuna.distributions.json_to_distribution(v) for k, v in result.proposal_data["distributions"].items()
         }

@@ -170,7 +170,7 @@ class StudyRun:
             "mutation_op": None,
             "generation": original.generation,
             "seed_name": None,
-            "proposal": data,
+            "proposal": {**original.proposal_data, **data},  # the algorithm's own data say which proposal it was
             "canonical": self.space.canonical(genome),
             "key": original.key,
             "formula": self._describe(genome),

@@ -173,3 +173,25 @@ def test_optuna_samplers_drive_the_activation_space(schema: str, name: str) -> N
         algo.tell(Result(i + 1, proposal.genome, 0, "done", values, proposal.data))
     assert len(algo.study.trials) == 30 and all(t.state.name == "COMPLETE" for t in algo.study.trials)
     assert len(keys) > 10
+
+
+def test_optuna_tells_a_result_asked_by_an_earlier_run_to_a_trial_of_its_own_parameters() -> None:
+    """Trial numbers restart with each run: a result the killed run asked (in flight, then queued again) must not
+    land on the resumed run's trial of the same number."""
+    space = get_space("activation", schema="unary_unary", max_params=0)
+    first = OptunaTPE(space, ONE, np.random.default_rng(0), n_startup_trials=2)
+    asked = [first.ask() for _ in range(3)]
+    results = [Result(i + 1, p.genome, 0, "done", {"val_acc@mlp": 0.1 * (i + 1)}, p.data) for i, p in enumerate(asked)]
+    for result in results[:2]:  # the third was in flight when the run stopped
+        first.tell(result)
+    resumed = OptunaTPE(space, ONE, np.random.default_rng(1), n_startup_trials=2)
+    for result in results[:2]:
+        resumed.tell(result)
+    fresh = resumed.ask()
+    assert fresh.data["trial"] == asked[2].data["trial"] == 2  # the same number, another trial
+    resumed.tell(results[2])
+    resumed.tell(Result(4, fresh.genome, 0, "done", {"val_acc@mlp": 0.9}, fresh.data))
+    told = sorted((t.params == fresh.data["params"], t.value) for t in resumed.study.trials)
+    assert [t.state.name for t in resumed.study.trials] == ["COMPLETE"] * 4
+    assert told == [(False, 0.1), (False, 0.2), (False, pytest.approx(0.3)), (True, 0.9)]
+    assert [t.params for t in resumed.study.trials if t.value == pytest.approx(0.3)] == [asked[2].data["params"]]

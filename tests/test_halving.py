@@ -414,3 +414,26 @@ def test_late_promotion_trains_a_stopped_candidate_on_once_it_ranks_in_the_top_t
     first_rung = last.proposal["promotion"]["from_rung"]
     assert [bar is None for bar in job.payload["halving"]] == [k < first_rung for k in range(2)]
     assert (last.key, first_rung - 1) in resumed.promotions.done and last.key not in resumed.promotions.stopped
+
+
+def test_optuna_hears_what_a_promoted_candidate_reached_live_and_on_replay(ray_address, tmp_path, table) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    config = _study(tmp_path, table, "tpe")
+    config["evaluator"]["rejection"]["halving"]["late_promotion"] = True
+    config["algorithm"] = {"name": "optuna_tpe", "options": {"n_startup_trials": 4}}
+    config["budget"] = {"evaluations": 24}
+    config["seed"] = 1  # its trials see a promotion trained to the end within the budget
+    runner = StudyRunner(parse_config(config), store, progress=False)
+    runner.run()
+    history = store.history(store.get_study("tpe").id)
+    promoted = [(c, ev) for c, ev in history if c.origin == "promotion" and ev.status == Status.DONE]
+    assert promoted, "the study's budget saw no promotion trained to the end"
+
+    live = runner.current_run.algorithm
+    complete = [(t.params, t.value) for t in live.study.trials if t.state.name == "COMPLETE"]
+    for cand, ev in promoted:  # the stopped trial failed; the promotion adds its parameters with the full value
+        assert (cand.proposal["params"], ev.objectives["val_acc@mlp"]) in complete
+
+    replayed = StudyRun(StudyRunner.for_existing(store, "tpe", progress=False), store.get_study("tpe")).algorithm
+    trials = [(t.state.name, t.params, t.value) for t in live.study.trials if t.state.name != "RUNNING"]
+    assert [(t.state.name, t.params, t.value) for t in replayed.study.trials] == trials
