@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 # Consecutive proposals that were all duplicates before the run decides the space is exhausted.
 MAX_CONSECUTIVE_DUPLICATES = 500
+EXHAUSTED = "exhausted"  # the event a run logs when it stops for want of new layers
 
 
 class StudyRun:
@@ -133,11 +134,14 @@ class StudyRun:
                 return job
             self.consecutive_duplicates += 1
             if self.consecutive_duplicates == MAX_CONSECUTIVE_DUPLICATES:
+                seen = self.progress.finished + in_flight
                 self.store.log_event(
                     self.study.id,
-                    "exhausted",
-                    f"{MAX_CONSECUTIVE_DUPLICATES} proposals in a row were duplicates; "
-                    "the space looks exhausted, so the study stops early",
+                    EXHAUSTED,
+                    f"{MAX_CONSECUTIVE_DUPLICATES} proposals in a row were among the {seen} layers this study has "
+                    f"evaluated: the space looks exhausted, or {self.config.algorithm.name} "
+                    "keeps proposing what it has seen (Optuna's TPE does on small spaces: try surrogate there), so "
+                    "the study stops early",
                 )
         return None
 

@@ -31,6 +31,7 @@ from search.results import (
 )
 from search.store import Store, StudyLabelRow, StudyRow
 from search.study_admin import finished_evaluations
+from search.study_run import EXHAUSTED
 
 PARETO_ROWS = 20  # the front table shows at most this many members, best first by the first objective
 SELECTION = "validation split: what selection saw, not a final result"
@@ -64,6 +65,9 @@ def evaluations_per_minute(store: Store, study: StudyRow) -> float:
     return finished / (study.active_seconds / 60) if study.active_seconds else 0.0
 
 
+NO_NEW_LAYERS = "no new layers proposed"
+
+
 def stopped_by(store: Store, study: StudyRow, shown: StudyStatus, finished: int) -> str:
     """What stopped a study: the budget it spent (``evaluations 110/110``, ``minutes 8.5/8.5``), ``interrupted``
     for one whose driver died, or what else stops a run; "" while it runs or before it started."""
@@ -77,7 +81,7 @@ def stopped_by(store: Store, study: StudyRow, shown: StudyStatus, finished: int)
     if study.budget_minutes is not None and spent >= study.budget_minutes:
         return f"minutes {spent:.1f}/{study.budget_minutes:.1f}"
     if shown == StudyStatus.FINISHED:
-        return "budget"
+        return NO_NEW_LAYERS if store.latest_event(study.id, (EXHAUSTED,)) is not None else "budget"
     latest = store.latest_event(study.id, ("budget", StudyStatus.STOPPED))
     extended = latest is not None and latest.kind == "budget"
     return "budget extended, not resumed yet" if extended else "Ctrl-C or an error"
@@ -295,6 +299,8 @@ def print_summary(
         console.print(batching, markup=False, highlight=False)
     if by:
         console.print(f"stopped by: {by}", markup=False, highlight=False)
+    if by == NO_NEW_LAYERS:
+        console.print(store.latest_event(study.id, (EXHAUSTED,)).message, markup=False, highlight=False)
     labels = labels_text(store.labels().get(study.id))
     if labels:
         console.print(labels, markup=False, highlight=False)

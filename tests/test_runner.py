@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import ray
+from rich.console import Console
 
 from search.config import parse_config
 from search.runner import StudyRunner
 from search.store import Store
+from search.summary import NO_NEW_LAYERS, print_summary, stopped_by
 from search.workers import make_pool
 from tests.conftest import start_study_in_thread, study_config
 
@@ -102,3 +104,21 @@ def test_killed_worker_requeues_its_candidate(ray_address: str, tmp_path: Path) 
     assert len(finished) == 10 and all(e.status == "done" for e in finished)
     assert max(e.attempt for e in finished) == 2, "the killed worker's candidate was not re-run"
     assert any(ev.kind == "finished" and ev.data.get("replaced_workers") == 1 for ev in store.events(study.id))
+
+
+def test_a_study_that_runs_out_of_new_layers_stops_early_and_says_why(ray_address: str, tmp_path: Path) -> None:
+    space = {"kind": "activation", "options": {"schema": "unary_unary", "max_params": 0, "unary_ops": ["relu", "tanh"]}}
+    config = study_config("small", tmp_path, space=space, algorithm={"name": "random"}, budget={"evaluations": 20})
+    _, store = _run(config)
+    study, rows = _search_rows(store, "small")
+    finished = [c for c, e in rows if e.status in ("done", "rejected", "failed")]
+    assert study.status == "finished"
+    assert len(finished) == len({c.fingerprint for c in finished}) == 3  # relu(relu(x)) computes relu(x)
+    (event,) = [e for e in store.events(study.id) if e.kind == "exhausted"]
+    assert "500 proposals in a row" in event.message and "among the 3 layers" in event.message
+    assert "random keeps proposing" in event.message
+    # the summary says what stopped it: not its budget
+    assert stopped_by(store, study, study.status, 3) == NO_NEW_LAYERS
+    console = Console(record=True, width=200)
+    print_summary(console, store, study)
+    assert f"stopped by: {NO_NEW_LAYERS} {event.message}" in " ".join(console.export_text().split())
