@@ -198,6 +198,9 @@ class NSGA2(_Evolution):
         return a if ka >= kb else b
 
 
+REPEAT_ASKS = 100  # Optuna asks per proposal while it repeats layers proposed before; the last is passed on
+
+
 class OptunaAlgorithm(Algorithm):
     """Optuna samplers for categorical/parametric spaces; the space provides ``suggest(trial) -> genome``."""
 
@@ -220,40 +223,64 @@ class OptunaAlgorithm(Algorithm):
         # Trial numbers restart with every run of a study: a result asked by an earlier run (in flight at a kill,
         # or a late promotion of its candidate) must not be matched to this run's trial of the same number.
         self._run = uuid.uuid4().hex
+        self._proposed: set[str] = set()  # canonical keys asked or told
+        self._repeats_told: set[tuple[Any, Any]] = set()  # (run, trial) of proposals whose repeats Optuna holds
 
     @abstractmethod
     def make_sampler(self, seed: int, options: dict[str, Any]) -> optuna.samplers.BaseSampler: ...
 
     def ask(self) -> Proposal:
-        trial = self.study.ask()
-        genome = self.space.suggest(trial)
-        distributions = {k: optuna.distributions.distribution_to_json(d) for k, d in trial.distributions.items()}
+        repeats: list[dict[str, Any]] = []
+        distributions: dict[str, str] = {}
+        for attempt in range(REPEAT_ASKS):
+            trial = self.study.ask()
+            genome = self.space.suggest(trial)
+            distributions.update(
+                {k: optuna.distributions.distribution_to_json(d) for k, d in trial.distributions.items()}
+            )
+            key = self.space.key(genome)
+            if key not in self._proposed or attempt == REPEAT_ASKS - 1:
+                break
+            # A layer proposed before: the runner would answer with its stored result, and TPE, told that again,
+            # proposes it once more (thousands of times on a small space). Told as cut short, it counts among the
+            # worse trials and TPE moves on; the proposal's data keep it, so replay adds it too.
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            repeats.append(trial.params)
+        self._proposed.add(key)
         self._trials[trial.number] = trial
-        return Proposal(
-            genome,
-            origin="optuna",
-            data={"trial": trial.number, "run": self._run, "params": trial.params, "distributions": distributions},
-        )
+        self._repeats_told.add((self._run, trial.number))
+        data = {"trial": trial.number, "run": self._run, "params": trial.params, "distributions": distributions}
+        return Proposal(genome, origin="optuna", data={**data, "repeats": repeats} if repeats else data)
 
     def tell(self, result: Result) -> None:
+        data = result.proposal_data
+        if result.key is not None:  # the runner's: seeds, other runs' proposals, duplicates
+            self._proposed.add(result.key)
         values = [result.objectives.get(o.name) for o in self.objectives]
         ok = result.status == Status.DONE and all(v is not None and math.isfinite(v) for v in values)
-        asked_now = result.proposal_data.get("run") == self._run
-        trial = self._trials.pop(result.proposal_data.get("trial"), None) if asked_now else None
+        trial = self._trials.pop(data.get("trial"), None) if data.get("run") == self._run else None
         if trial is not None:
             self.study.tell(trial, values if ok else None, state=None if ok else optuna.trial.TrialState.FAIL)
             return
-        if "params" not in result.proposal_data:
+        if "params" not in data:
             return  # a seed or a proposal from another algorithm: Optuna has no trial for it
         # Replay on resume, an earlier run's trial, or a late promotion of a told one (its proposal data are its
-        # original's): add a finished trial with the same parameters.
-        distributions = {
-            k: optuna.distributions.json_to_distribution(v) for k, v in result.proposal_data["distributions"].items()
-        }
+        # original's): add finished trials with the same parameters, the repeats skipped before it once.
+        distributions = {k: optuna.distributions.json_to_distribution(v) for k, v in data["distributions"].items()}
+        asked = (data.get("run"), data.get("trial"))
+        for params in data.get("repeats", []) if asked not in self._repeats_told else []:
+            self.study.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions={k: distributions[k] for k in params},
+                    state=optuna.trial.TrialState.PRUNED,
+                )
+            )
+        self._repeats_told.add(asked)
         self.study.add_trial(
             optuna.trial.create_trial(
-                params=result.proposal_data["params"],
-                distributions=distributions,
+                params=data["params"],
+                distributions={k: distributions[k] for k in data["params"]},
                 values=values if ok else None,
                 state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
             )
