@@ -139,9 +139,8 @@ class StudyRun:
                     self.study.id,
                     EXHAUSTED,
                     f"{MAX_CONSECUTIVE_DUPLICATES} proposals in a row were among the {seen} layers this study has "
-                    f"evaluated: the space looks exhausted, or {self.config.algorithm.name} "
-                    "keeps proposing what it has seen (Optuna's TPE does on small spaces: try surrogate there), so "
-                    "the study stops early",
+                    f"evaluated: the space looks exhausted, or {self.config.algorithm.name} keeps proposing what it "
+                    "has seen, so the study stops early",
                 )
         return None
 
