@@ -360,6 +360,13 @@ def load_table(config: EvaluatorConfig) -> RecordedTable:
                 + (f" at {source.steps} steps" if source.steps else "")
                 + f"; recorded seeds {seeds}, shorter budgets (steps) {budgets}"
             )
+        lacking = sum(not row.get(column("status", seed)) for row in table.rows.values())
+        if lacking:
+            raise EvaluatorSetupError(
+                f"evaluator.table: {lacking} of {len(table.rows)} rows of {table.path} lack seed {seed} (a "
+                "tabulation adding seeds was stopped): rerun its `layerforge tabulate` command to finish it, or set "
+                "table.seed to a seed every row holds"
+            )
         for objective in config.objectives:
             name = source.metrics.get(objective.name, objective.name)
             if name not in runs[(seed, source.steps)]:

@@ -327,7 +327,7 @@ def evaluate(
 def tabulate(
     config: Path = typer.Argument(..., help="study config of an enumerable space (fixed schema, max_params: 0)"),
     out: Path = typer.Option(..., "--out", help="the table (CSV); a .json beside it records how it was made"),
-    seeds: int = typer.Option(2, help="training seeds per function"),
+    seeds: int = typer.Option(2, help="training seeds per function; more than a table holds extends it"),
     budgets: str | None = typer.Option(None, help="shorter budgets in steps, e.g. 33,100 (default: 1/9 and 1/3)"),
     workers: int | None = typer.Option(None, help="number of worker actors"),
     address: str | None = typer.Option(None, help="Ray cluster: 'auto' or ray://host:10001 (default: local)"),

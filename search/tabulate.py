@@ -5,8 +5,10 @@ driver groups them by functional fingerprint and evaluates one genome per finger
 rejection cascade and Ray worker pool, once per training seed. A run the cascade passed is then trained alone at
 each shorter budget (multi-fidelity). A function's row is kept once all its runs are in, and the table is
 rewritten atomically every few seconds and at the end, so Ctrl-C loses at most the functions in flight, and a
-second run with the same settings trains only the functions the table does not hold yet. The table evaluator
-(``evaluator.kind: table``) answers from the result.
+second run with the same settings trains only the functions the table does not hold yet. A run with more seeds
+extends the table: it trains only the new seeds of the stored functions (the noise between two seeds can decide a
+table's top; more seeds make its top the functions'). The table evaluator (``evaluator.kind: table``) answers from
+the result.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
+from evaluators.config import EvaluatorConfig
 from evaluators.fingerprint import fingerprint_or_none
 from evaluators.outcome import Outcome
-from evaluators.table import FORMULA, GENOME, GENOMES, KEY, RecordedTable, run_columns, sidecar, write_table
+from evaluators.table import FORMULA, GENOME, GENOMES, KEY, RecordedTable, column, run_columns, sidecar, write_table
 from evaluators.vocabulary import Stage, Status
 from search.config import ConfigError, StudyConfig
 from search.dispatch import Dispatcher, Job
@@ -33,8 +37,8 @@ from search.workers import make_pool, start_ray_for, stop_ray
 from spaces import Genome, Space, get_space
 
 WRITE_EVERY_SECONDS = 10.0
-#: The settings a table's rows depend on; resuming into a table made with others is refused.
-SETTINGS = ("space", "evaluator", "seeds", "budgets", "fingerprint")
+#: The settings a table's rows depend on; resuming into a table made with others is refused (more seeds extend it).
+SETTINGS = ("space", "evaluator", "budgets", "fingerprint")
 
 
 @dataclass
@@ -60,6 +64,11 @@ class Tabulated:
     evaluations: int  # worker evaluations this run
     unbuildable: int  # genomes whose fingerprint could not be computed (left out)
     stopped: bool
+
+
+def _evaluator_settings(evaluator: EvaluatorConfig) -> dict[str, Any]:
+    """What of the evaluator's config a table's rows depend on."""
+    return evaluator.model_dump(mode="json", exclude={"fingerprint", "timeout_seconds", "threads"})
 
 
 def default_budgets(config: StudyConfig) -> list[int]:
@@ -121,7 +130,7 @@ class Tabulation:
         cfg = self.config
         return {
             "space": {"kind": cfg.space.kind, "options": cfg.space.options},
-            "evaluator": cfg.evaluator.model_dump(mode="json", exclude={"fingerprint", "timeout_seconds", "threads"}),
+            "evaluator": _evaluator_settings(cfg.evaluator),
             "seeds": self.seeds,
             "budgets": self.budgets,
             "full_steps": [p.steps for p in cfg.evaluator.proxies],
@@ -138,11 +147,20 @@ class Tabulation:
             return {}
         meta_path = sidecar(self.out)
         stored = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        try:  # settings added since the table was made count at their defaults, which keep what it did then
+            stored["evaluator"] = _evaluator_settings(EvaluatorConfig.model_validate(stored.get("evaluator", {})))
+        except ValidationError:
+            pass  # not settings this version reads: they differ
         differs = [name for name in SETTINGS if stored.get(name) != self.meta[name]]
         if differs:
             raise ConfigError(
                 f"{self.out} was tabulated with other {', '.join(differs)}; choose another --out, or delete it "
                 "(and its .json) to start over"
+            )
+        if not set(stored.get("seeds", [])) <= set(self.seeds):  # a table is extended, never cut down
+            raise ConfigError(
+                f"{self.out} holds seeds {stored['seeds']}; give --seeds {len(stored['seeds'])} or more to extend "
+                "it, or choose another --out"
             )
         table = RecordedTable.read(self.out)
         return {key: row for key, row in table.rows.items() if key in self.functions}
@@ -150,12 +168,17 @@ class Tabulation:
     def _full_jobs(self) -> list[Job]:
         jobs = []
         for function in self.functions.values():
-            if function.key in self.rows:
+            stored = self.rows.get(function.key)
+            missing = [seed for seed in self.seeds if stored is None or not stored.get(column("status", seed))]
+            if not missing:
                 continue
-            function.jobs_left = len(self.seeds)
-            function.cells = {KEY: function.key, FORMULA: function.formula, GENOMES: function.genomes}
-            function.cells[GENOME] = json.dumps(function.genome, sort_keys=True, separators=(",", ":"))
-            for seed in self.seeds:
+            function.jobs_left = len(missing)
+            if stored is not None:  # extended by new seeds: its row is replaced once they are all in
+                function.cells = dict(stored)
+            else:
+                function.cells = {KEY: function.key, FORMULA: function.formula, GENOMES: function.genomes}
+                function.cells[GENOME] = json.dumps(function.genome, sort_keys=True, separators=(",", ":"))
+            for seed in missing:
                 payload = {"genome": function.genome, "seed": seed, "cascade": True}
                 jobs.append(Job(len(jobs), payload, context=(function, seed, None)))
         return jobs

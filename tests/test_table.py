@@ -84,6 +84,48 @@ def test_tabulate_writes_one_row_per_function_and_resumes_without_retraining(ray
         Tabulation(cfg, out, seeds=2, budgets=[7])
 
 
+class _StopAfterExtending(Tabulation):
+    """Stops like Ctrl-C once a stored row holds a new seed."""
+
+    def _record(self, job, outcome) -> None:
+        super()._record(job, outcome)
+        if any("status/s1" in row for row in self.rows.values()):
+            self.request_stop()
+
+
+def test_more_seeds_extend_a_table_training_only_the_new_seeds(ray_address, tmp_path) -> None:
+    cfg = parse_config(_config(tmp_path))
+    out = tmp_path / "table.csv"
+    Tabulation(cfg, out, seeds=1, budgets=[5]).run(workers=2)
+    before = {row["fingerprint"]: row for row in _rows(out)}
+    assert all("status/s1" not in row for row in before.values())
+    meta = json.loads(out.with_suffix(".json").read_text())
+    del meta["evaluator"]["rejection"]["halving"]  # as a table made before that setting existed records it
+    out.with_suffix(".json").write_text(json.dumps(meta))
+
+    stopped = _StopAfterExtending(cfg, out, seeds=2, budgets=[5]).run(workers=2)
+    assert stopped.stopped and stopped.written == len(before)  # every row still there, some extended
+    extended = [row for row in _rows(out) if row["status/s1"]]
+    assert 0 < len(extended) < len(before)
+    setting = {"kind": "table", "table": {"path": str(out)}, "objectives": [{"name": "val_acc@mlp"}]}
+    with pytest.raises(EvaluatorSetupError, match=r"rows of .* lack seed 1 .*rerun its `layerforge tabulate`"):
+        TableEvaluator(get_space(SPACE["kind"], **SPACE["options"]), EvaluatorConfig(**setting))
+
+    done = Tabulation(cfg, out, seeds=2, budgets=[5]).run(workers=2)
+    rows = {row["fingerprint"]: row for row in _rows(out)}
+    assert not done.stopped and set(rows) == set(before)
+    rest = [row for key, row in rows.items() if key not in {r["fingerprint"] for r in extended}]
+    # only seed 1 of the rows not extended yet: its full run, and its shorter one where that passed
+    assert done.evaluations == len(rest) + sum(row["status/s1"] == "done" for row in rest)
+    for key, row in rows.items():
+        assert {k: v for k, v in row.items() if "/s1" not in k} == before[key]  # seed 0 as it was
+        assert row["status/s1"] in ("done", "failed", "rejected")
+    assert json.loads(out.with_suffix(".json").read_text())["seeds"] == [0, 1]
+    TableEvaluator(get_space(SPACE["kind"], **SPACE["options"]), EvaluatorConfig(**setting))  # complete: loads
+    with pytest.raises(Exception, match=r"holds seeds \[0, 1\]; give --seeds 2 or more"):
+        Tabulation(cfg, out, seeds=1, budgets=[5])
+
+
 def _table_config(tmp_path: Path, table: dict, name: str = "on-table") -> dict:
     config = study_config(name, tmp_path, space=SPACE)
     config["algorithm"] = {"name": "random"}
