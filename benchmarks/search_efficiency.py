@@ -33,7 +33,7 @@ import numpy as np
 from rich.console import Console
 from scipy.stats import spearmanr, wilcoxon
 
-from evaluators.table import GENOME, RecordedTable, TableEvaluator, column, sidecar
+from evaluators.table import FORMULA, GENOME, RecordedTable, TableEvaluator, column, sidecar
 from evaluators.vocabulary import FINISHED, Status
 from search.config import StudyConfig, parse_config
 from search.runner import StudyRunner
@@ -165,10 +165,12 @@ def table_facts(config: StudyConfig) -> str:
     if len(seeds) % 2 == 0:
         halves = (seeds[: len(seeds) // 2], seeds[len(seeds) // 2 :])
         floors = [oracle_trainings(table, config, a, b) for a, b in (halves, halves[::-1])]
+        shared = set(top_formulas(table, config, halves[0])) & set(top_formulas(table, config, halves[1]))
         facts.append(
             f"trained in the order of seeds {halves[0]}' results, the top 1% of seeds {halves[1]} comes at training "
-            f"{floors[0]} ({floors[1]} the other way round)"
+            f"{floors[0]} ({floors[1]} the other way round); the two tops share {len(shared)} functions"
         )
+    facts.append("top 1%: " + ", ".join(top_formulas(table, config, seeds)))
     for steps in sorted({s for (_, s) in table.runs() if s is not None}):
         pairs = [(full[k], mean(row, steps)) for k, row in table.rows.items() if full[k] is not None]
         pairs = [(a, b) for a, b in pairs if b is not None]
@@ -177,25 +179,43 @@ def table_facts(config: StudyConfig) -> str:
     return "; ".join(facts)
 
 
-def oracle_trainings(table: RecordedTable, config: StudyConfig, ordered_by: list[int], target: list[int]) -> int:
-    """Trainings until a function of the top 1% of seeds ``target`` (their mean) when functions are trained in the
-    order of their mean results with seeds ``ordered_by``: what a model as good as that many more full trainings
-    would need, the floor seed noise sets for any search on the table (a function the cascade rejected with one of
-    the seeds ranks last there)."""
+def seeds_mean(table: RecordedTable, config: StudyConfig, seeds: list[int]) -> dict[str, float | None]:
+    """Each function's mean result over ``seeds`` (oriented: larger is better); None where the cascade rejected
+    it with one of them."""
     name = _objective(config)
 
-    def value(row: dict[str, str], seeds: list[int]) -> float | None:
+    def value(row: dict[str, str]) -> float | None:
         cells = [row.get(column(name, seed)) for seed in seeds]
         if not all(row.get(column("status", seed)) == Status.DONE and cells[i] for i, seed in enumerate(seeds)):
             return None
         return oriented(config, {name: float(np.mean([float(cell) for cell in cells]))})
 
-    rows = list(table.rows.values())
-    targets = sorted((v for row in rows if (v := value(row, target)) is not None), reverse=True)
-    threshold = targets[max(1, math.ceil(TOP_FRACTION * len(rows))) - 1]
-    rank = {id(row): value(row, ordered_by) for row in rows}
-    order = sorted(rows, key=lambda row: math.inf if rank[id(row)] is None else -rank[id(row)])
-    return next(i for i, row in enumerate(order, 1) if (v := value(row, target)) is not None and v >= threshold)
+    return {key: value(row) for key, row in table.rows.items()}
+
+
+def _top(values: dict[str, float | None], size: int) -> set[str]:
+    """The keys of the table's top 1% by ``values`` (ties included)."""
+    ranked = sorted((v for v in values.values() if v is not None), reverse=True)
+    threshold = ranked[max(1, math.ceil(TOP_FRACTION * size)) - 1]
+    return {key for key, v in values.items() if v is not None and v >= threshold}
+
+
+def top_formulas(table: RecordedTable, config: StudyConfig, seeds: list[int]) -> list[str]:
+    """The formulas of the top 1% by the mean over ``seeds``, best first."""
+    values = seeds_mean(table, config, seeds)
+    top = sorted(_top(values, len(values)), key=lambda key: -values[key])
+    return [table.rows[key][FORMULA] for key in top]
+
+
+def oracle_trainings(table: RecordedTable, config: StudyConfig, ordered_by: list[int], target: list[int]) -> int:
+    """Trainings until a function of the top 1% of seeds ``target`` (their mean) when functions are trained in the
+    order of their mean results with seeds ``ordered_by``: what a model as good as that many more full trainings
+    would need, the floor seed noise sets for any search on the table (a function the cascade rejected with one of
+    the seeds ranks last there)."""
+    rank = seeds_mean(table, config, ordered_by)
+    top = _top(seeds_mean(table, config, target), len(rank))
+    order = sorted(rank, key=lambda key: math.inf if rank[key] is None else -rank[key])
+    return next(i for i, key in enumerate(order, 1) if key in top)
 
 
 def top_threshold(config: StudyConfig, fraction: float = TOP_FRACTION) -> tuple[float, int, int]:
@@ -291,11 +311,15 @@ def _to_hit(run: Run) -> float:
 
 
 def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several runs' reports as one, so that variants from different runs (on the same seeds) can be paired."""
+    """Several runs' reports as one, so that variants from different runs (on the same seeds) can be paired; each
+    variant is also named after its run (``optuna_tpe@2``: the second report's), to pair a variant with itself
+    as run before and after a change."""
     tables: dict[str, Any] = {}
-    for report in reports:
+    for number, report in enumerate(reports, 1):
         for table, entry in report["tables"].items():
-            tables.setdefault(table, {"algorithms": {}})["algorithms"].update(entry["algorithms"])
+            algorithms = tables.setdefault(table, {"algorithms": {}})["algorithms"]
+            algorithms.update(entry["algorithms"])
+            algorithms.update({f"{name}@{number}": runs for name, runs in entry["algorithms"].items()})
     return {"tables": tables}
 
 
@@ -309,7 +333,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/search_efficiency.json")
     parser.add_argument("--markdown", nargs="+", metavar="JSON", help="print earlier runs' tables, then stop")
     parser.add_argument(
-        "--paired", metavar="A,B", help="with --markdown: two variants (from any of the runs) against each other"
+        "--paired",
+        metavar="A,B",
+        help="with --markdown: two variants (from any of the runs; NAME@K: the K-th run's) against each other",
     )
     args = parser.parse_args()
     if args.markdown:

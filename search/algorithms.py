@@ -224,7 +224,7 @@ class OptunaAlgorithm(Algorithm):
         # or a late promotion of its candidate) must not be matched to this run's trial of the same number.
         self._run = uuid.uuid4().hex
         self._proposed: set[str] = set()  # canonical keys asked or told
-        self._repeats_told: set[tuple[Any, Any]] = set()  # (run, trial) of proposals whose repeats Optuna holds
+        self._earlier_asks: set[tuple[Any, Any]] = set()  # (run, trial) told from earlier runs: their repeats added
 
     @abstractmethod
     def make_sampler(self, seed: int, options: dict[str, Any]) -> optuna.samplers.BaseSampler: ...
@@ -248,7 +248,6 @@ class OptunaAlgorithm(Algorithm):
             repeats.append(trial.params)
         self._proposed.add(key)
         self._trials[trial.number] = trial
-        self._repeats_told.add((self._run, trial.number))
         data = {"trial": trial.number, "run": self._run, "params": trial.params, "distributions": distributions}
         return Proposal(genome, origin="optuna", data={**data, "repeats": repeats} if repeats else data)
 
@@ -268,7 +267,8 @@ class OptunaAlgorithm(Algorithm):
         # original's): add finished trials with the same parameters, the repeats skipped before it once.
         distributions = {k: optuna.distributions.json_to_distribution(v) for k, v in data["distributions"].items()}
         asked = (data.get("run"), data.get("trial"))
-        for params in data.get("repeats", []) if asked not in self._repeats_told else []:
+        told = data.get("run") == self._run or asked in self._earlier_asks  # this run told its own when it asked
+        for params in [] if told else data.get("repeats", []):
             self.study.add_trial(
                 optuna.trial.create_trial(
                     params=params,
@@ -276,7 +276,7 @@ class OptunaAlgorithm(Algorithm):
                     state=optuna.trial.TrialState.PRUNED,
                 )
             )
-        self._repeats_told.add(asked)
+        self._earlier_asks.add(asked)
         self.study.add_trial(
             optuna.trial.create_trial(
                 params=data["params"],
